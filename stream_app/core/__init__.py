@@ -1,0 +1,1 @@
+"""The decision core: plain Python + numpy, no Kafka, deterministic given a seed."""
