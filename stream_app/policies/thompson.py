@@ -5,6 +5,9 @@ no closed form for more than two arms, so the propensity is estimated from ``pro
 further joint draws (Monte Carlo); its standard error is ``sqrt(p (1 - p) / draws)``, at most
 ``0.5 / sqrt(draws)`` and reported with the choice.
 
+With ``value_weighted`` each draw is multiplied by the offer's business value, so the policy
+maximises sampled expected value rather than sampled response rate.
+
 >>> import numpy as np
 >>> from stream_app.policies.base import PolicyInput
 >>> inp = PolicyInput(alpha=np.array([90.0, 2.0]), beta=np.array([10.0, 50.0]),
@@ -18,35 +21,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_app.policies.base import Choice, PolicyInput
+from stream_app.policies.base import Choice, PolicyInput, check, flag, monte_carlo_choice
 
 
 class ThompsonSampling:
     name = "thompson"
 
     def __init__(self, propensity_draws: int = 512, value_weighted: bool = False) -> None:
-        if propensity_draws < 1:
-            raise ValueError("propensity_draws must be >= 1")
-        self.propensity_draws = propensity_draws
-        self.value_weighted = value_weighted
+        check(int(propensity_draws) >= 1, "propensity_draws must be >= 1")
+        self.propensity_draws = int(propensity_draws)
+        self.value_weighted = flag(value_weighted, "value_weighted")
 
     def choose(self, inp: PolicyInput, rng: np.random.Generator) -> Choice:
-        k = len(inp)
-        draws = rng.beta(inp.alpha, inp.beta, size=(self.propensity_draws + 1, k))
+        draws = rng.beta(inp.alpha, inp.beta, size=(self.propensity_draws + 1, len(inp)))
         if self.value_weighted:
             draws *= inp.values
-        scores = draws[0]
-        index = int(np.argmax(scores))
-        winners = np.argmax(draws, axis=1)
-        p = float(np.count_nonzero(winners == index)) / len(winners)
-        se = float(np.sqrt(p * (1.0 - p) / len(winners)))
-        mean = inp.alpha / (inp.alpha + inp.beta)
-        if self.value_weighted:
-            mean = mean * inp.values
-        return Choice(
-            index=index,
-            scores=scores,
-            propensity=p,
-            propensity_se=se,
-            explore=bool(mean[index] < mean.max()),
-        )
+        return monte_carlo_choice(draws, inp.mean(self.value_weighted))
