@@ -1,0 +1,73 @@
+"""The topics of the contract (DESIGN.md), created idempotently with the Kafka admin API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stream_app.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    compacted: bool = False
+    co_partitioned: bool = True  # keyed by customer id, same partition count as the inputs
+    retention_ms: int | None = None
+
+
+CONTRACT: tuple[TopicSpec, ...] = (
+    TopicSpec("interactions"),
+    TopicSpec("decision-requests"),
+    TopicSpec("outcomes"),
+    TopicSpec("decisions"),
+    TopicSpec("delta-metrics"),
+    TopicSpec("customer-scores", compacted=True),
+    TopicSpec("engine-config", compacted=True, co_partitioned=False),
+    TopicSpec("dead-letter"),
+)
+
+INPUT_TOPICS = ("interactions", "decision-requests", "outcomes")
+
+
+def _admin(settings: Settings):
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+
+
+def create_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]:
+    """Create every contract topic that does not exist yet; return name -> 'created' / 'exists'."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic
+
+    admin = _admin(settings)
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    result: dict[str, str] = {}
+    new = []
+    for spec in CONTRACT:
+        name = settings.topic(spec.name)
+        if name in existing:
+            result[name] = "exists"
+            continue
+        config = {"cleanup.policy": "compact"} if spec.compacted else {}
+        if spec.retention_ms is not None:
+            config["retention.ms"] = str(spec.retention_ms)
+        partitions = settings.partitions if spec.co_partitioned else 1
+        new.append(NewTopic(name, num_partitions=partitions, replication_factor=1, config=config))
+    if new:
+        for name, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
+            try:
+                fut.result()
+                result[name] = "created"
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+                result[name] = "exists"
+    return result
+
+
+def list_topics(settings: Settings, timeout_s: float = 15.0) -> dict[str, int]:
+    """Contract topics that exist, with their partition counts."""
+    meta = _admin(settings).list_topics(timeout=timeout_s)
+    names = {settings.topic(s.name) for s in CONTRACT}
+    return {n: len(t.partitions) for n, t in sorted(meta.topics.items()) if n in names}

@@ -1,0 +1,58 @@
+"""One frozen settings object; the environment is read here and nowhere else.
+
+>>> s = Settings.from_env({"STREAM_APP_TOPIC_PREFIX": "replay-"})
+>>> s.topic("decisions")
+'replay-decisions'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    external_cluster: bool = False  # KAFKA_BOOTSTRAP_SERVERS was set: never start a local broker
+    app_id: str = "stream-app"
+    topic_prefix: str = ""
+    partitions: int = 4
+    data_dir: Path = PROJECT_ROOT / ".cache" / "worker"
+    kafka_home: Path = PROJECT_ROOT / ".kafka"
+    kafka_version: str = "4.1.1"
+    config_file: Path = PROJECT_ROOT / "config" / "offers.json"
+    max_message_bytes: int = 64 * 1024
+    log_level: str = "info"
+    seed: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        s = cls()
+        bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+        return replace(
+            s,
+            bootstrap_servers=bootstrap or s.bootstrap_servers,
+            external_cluster=bool(bootstrap),
+            app_id=env.get("STREAM_APP_ID", s.app_id),
+            topic_prefix=env.get("STREAM_APP_TOPIC_PREFIX", s.topic_prefix),
+            partitions=int(env.get("STREAM_APP_PARTITIONS", s.partitions)),
+            data_dir=Path(env.get("STREAM_APP_DATA_DIR", s.data_dir)),
+            kafka_home=Path(env.get("STREAM_APP_KAFKA_HOME", s.kafka_home)),
+            kafka_version=env.get("STREAM_APP_KAFKA_VERSION", s.kafka_version),
+            config_file=Path(env.get("STREAM_APP_CONFIG", s.config_file)),
+            max_message_bytes=int(env.get("STREAM_APP_MAX_MESSAGE_BYTES", s.max_message_bytes)),
+            log_level=env.get("STREAM_APP_LOG_LEVEL", s.log_level),
+            seed=int(env.get("STREAM_APP_SEED", s.seed)),
+        )
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)

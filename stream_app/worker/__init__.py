@@ -1,0 +1,1 @@
+"""Faust plumbing: agents that decode, load state, call the decision core, store state and send."""
