@@ -1,0 +1,263 @@
+"""The predictive layer in one object: the models the worker trains from the stream and serves.
+
+- **propensity** (per offer): P(respond | profile, context, offer), one ``ModelSelector`` per offer
+  on ``features`` + ``offer_features``, shrunk toward the engagement model while the offer's own
+  model is young: ``w = n / (n + propensity_prior)``.
+- **engagement**: P(respond to any offer | profile, context), from every outcome.
+- **churn**: P(no interaction within ``churn_horizon_s``), from checkpoints (``labels``).
+- **capacity**: expected amount of the next transaction (learned on ``log1p(amount)``).
+- **segment**: ``OnlineKMeans`` over ``segment_vector``, learned from a customer's
+  ``segment_min_events``-th interaction and every doubling after (``teaches_segmenter``); every
+  interaction assigns the nearest segment; a ``SegmentReport`` keeps sizes and outcomes.
+
+Three calls do all the learning; each takes the current profile and returns the next one plus the
+JSON-ready drift records to publish. State is partition-local: every partition sees a random
+sample of customers, so its models are unbiased, and no cross-partition merge is needed.
+
+>>> from stream_app.profile import Profile
+>>> suite = ModelSuite(SuiteConfig(classifiers=("logreg",), regressors=("mean",)))
+>>> p, drifts = suite.observe_interaction(Profile.empty(), {"ts": 0, "type": "transaction",
+...                                                         "amount": 30.0, "category": "dining"})
+>>> p, drifts = suite.observe_outcome(p, "cashback", urgent=False, reward=1.0, ts=1000)
+>>> 0.0 <= suite.propensity(p, {"channel": "app"}, "cashback", False, 2000) <= 1.0
+True
+>>> suite.version
+'models:u3:r0'
+>>> ModelSuite.from_bytes(suite.to_bytes()).version == suite.version
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from stream_app.core.catalogue import offer_key
+from stream_app.models import candidates, checkpoint
+from stream_app.models.labels import capacity_target, churn_checkpoints, from_capacity_target
+from stream_app.models.segment_report import SegmentReport
+from stream_app.models.kmeans import OnlineKMeans
+from stream_app.models.segments import SEGMENT_FEATURES, segment_vector, teaches_segmenter
+from stream_app.models.selection import ModelSelector
+from stream_app.profile import (
+    DEFAULT_CONFIG,
+    MAX_SEGMENTS,
+    Profile,
+    ProfileConfig,
+    apply_interaction,
+    apply_outcome,
+    features,
+    offer_features,
+)
+
+__all__ = ["ModelSuite", "SuiteConfig"]
+
+_KIND = "model-suite"
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteConfig:
+    classifiers: tuple[str, ...] = candidates.DEFAULT_CLASSIFIERS
+    regressors: tuple[str, ...] = candidates.DEFAULT_REGRESSORS
+    window: int = 500  # examples the selection metric remembers
+    min_select: int = 50
+    drift_delta: float = 0.002
+    drift_grace: int = 200
+    drift_min_increase: float = 0.02
+    churn_horizon_s: float = 28 * 86400.0
+    churn_period_s: float = 7 * 86400.0
+    n_segments: int = 5
+    segment_min_events: int = 10
+    propensity_prior: float = 50.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_segments <= MAX_SEGMENTS:
+            raise ValueError(f"n_segments must be in 1..{MAX_SEGMENTS}")
+
+
+class ModelSuite:
+    """Propensity, engagement, churn, capacity and segmentation, learned online."""
+
+    def __init__(
+        self, config: SuiteConfig = SuiteConfig(), profile_config: ProfileConfig = DEFAULT_CONFIG
+    ) -> None:
+        self.config, self.profile_config = config, profile_config
+        self.engagement_model = self._classifier("engagement")
+        self.churn_model = self._classifier("churn")
+        self.capacity_model = ModelSelector(
+            "capacity", candidates.regressors(config.seed, config.regressors), "regression",
+            **self._selector_settings(),
+        )  # fmt: skip
+        self.propensity_models: dict[str, ModelSelector] = {}
+        self.segmenter = OnlineKMeans(config.n_segments, len(SEGMENT_FEATURES), seed=config.seed)
+        self.report = SegmentReport(config.n_segments)
+
+    def _selector_settings(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "window": c.window, "min_select": c.min_select, "drift_delta": c.drift_delta,
+            "drift_grace": c.drift_grace, "drift_min_increase": c.drift_min_increase,
+        }  # fmt: skip
+
+    def _classifier(self, name: str) -> ModelSelector:
+        models = candidates.classifiers(self.config.seed, self.config.classifiers)
+        return ModelSelector(name, models, "classification", **self._selector_settings())
+
+    def _selectors(self) -> list[ModelSelector]:
+        fixed = [self.engagement_model, self.churn_model, self.capacity_model]
+        return fixed + list(self.propensity_models.values())
+
+    # -- serving ---------------------------------------------------------------------------
+    @property
+    def version(self) -> str:
+        """``models:u<updates>:r<resets>`` summed over every model; changes with every update."""
+        sel = self._selectors()
+        return f"models:u{sum(s.n_updates for s in sel)}:r{sum(s.n_resets for s in sel)}"
+
+    def versions(self) -> dict[str, str]:
+        """Version of each model (``ModelSelector.version``), by model name."""
+        return {s.name: s.version for s in self._selectors()}
+
+    def propensities(
+        self,
+        profile: Profile,
+        context: Mapping[str, Any] | None,
+        offers: Sequence[tuple[str, bool]],
+        now_ms: int,
+    ) -> np.ndarray:
+        """P(respond) for each ``(offer_id, urgent)``, aligned to ``offers``."""
+        base = features(profile, context, now_ms, self.profile_config)
+        prior = self.engagement_model.predict(base)
+        out = np.empty(len(offers))
+        for i, (offer_id, urgent) in enumerate(offers):
+            model = self.propensity_models.get(offer_id)
+            if model is None or model.trained == 0:
+                out[i] = prior
+                continue
+            x = base | offer_features(profile, offer_key(offer_id), urgent, now_ms,
+                                      self.profile_config)  # fmt: skip
+            w = model.trained / (model.trained + self.config.propensity_prior)
+            out[i] = w * model.predict(x) + (1 - w) * prior
+        return out
+
+    def propensity(
+        self,
+        profile: Profile,
+        context: Mapping[str, Any] | None,
+        offer_id: str,
+        urgent: bool,
+        now_ms: int,
+    ) -> float:
+        """P(respond) for one offer (see ``propensities``)."""
+        return float(self.propensities(profile, context, [(offer_id, urgent)], now_ms)[0])
+
+    def engagement(
+        self, profile: Profile, context: Mapping[str, Any] | None, now_ms: int
+    ) -> float:
+        x = features(profile, context, now_ms, self.profile_config)
+        return self.engagement_model.predict(x)
+
+    def churn(self, profile: Profile, now_ms: int) -> float:
+        """P(no interaction within the horizon from now); 1.0 for a customer already silent for
+        a whole horizon (churned by definition, and outside what the model learns from)."""
+        if profile.n_events and now_ms - profile.last_event_ms >= self.config.churn_horizon_s * 1e3:
+            return 1.0
+        return self.churn_model.predict(features(profile, None, now_ms, self.profile_config))
+
+    def capacity(self, profile: Profile, now_ms: int) -> float:
+        x = features(profile, None, now_ms, self.profile_config)
+        return from_capacity_target(self.capacity_model.predict(x))
+
+    def segment_of(self, profile: Profile, now_ms: int) -> int:
+        """Nearest segment now (-1 before the segmenter is initialised); does not learn."""
+        return self.segmenter.predict(segment_vector(profile, now_ms, self.profile_config))
+
+    def segment_report(self, ts: int) -> list[dict[str, Any]]:
+        return self.report.rows(ts)
+
+    # -- learning --------------------------------------------------------------------------
+    def observe_interaction(
+        self, profile: Profile, event: Mapping[str, Any]
+    ) -> tuple[Profile, list[dict[str, Any]]]:
+        """Learn churn (returning customer) and capacity (transaction) from the profile *before*
+        ``event``, apply the event, learn and assign the segment."""
+        cfg = self.profile_config
+        nxt = apply_interaction(profile, event, cfg)  # validates the event first
+        ts = int(event["ts"])
+        events, nxt = self._learn_churn(profile, nxt, ts, ts)
+        if event.get("type") == "transaction" and isinstance(event.get("amount"), (int, float)):
+            x = features(profile, None, ts, cfg)
+            events += self.capacity_model.learn(x, capacity_target(event["amount"]), ts)
+        vec = segment_vector(nxt, ts, cfg)
+        if teaches_segmenter(nxt.n_events, self.config.segment_min_events):
+            segment = self.segmenter.learn(vec)
+        else:
+            segment = self.segmenter.predict(vec)
+        self.report.move(profile.segment, segment)
+        return nxt.replace(segment=segment), events
+
+    def observe_silence(
+        self, profile: Profile, now_ms: int
+    ) -> tuple[Profile, list[dict[str, Any]]]:
+        """Learn churn checkpoints that passed a full horizon without interaction. Call it from a
+        periodic sweep (e.g. every ``churn_period_s``) for customers with no recent interaction."""
+        events, nxt = self._learn_churn(profile, profile, None, now_ms)
+        return nxt, events
+
+    def _learn_churn(
+        self, before: Profile, after: Profile, next_ms: int | None, now_ms: int
+    ) -> tuple[list[dict[str, Any]], Profile]:
+        c = self.config
+        points, labelled = churn_checkpoints(
+            before, next_ms, now_ms, int(c.churn_horizon_s * 1000), int(c.churn_period_s * 1000)
+        )
+        events: list[dict[str, Any]] = []
+        for b, churned in points:
+            x = features(before, None, b, self.profile_config)
+            events += self.churn_model.learn(x, churned, b)
+        return events, after.replace(churn_labelled_ms=labelled) if points else after
+
+    def observe_outcome(
+        self,
+        profile: Profile,
+        offer_id: str,
+        urgent: bool,
+        reward: float,
+        ts: int,
+        context: Mapping[str, Any] | None = None,
+        decided_ms: int | None = None,
+        value: float = 0.0,
+    ) -> tuple[Profile, list[dict[str, Any]]]:
+        """Learn propensity and engagement from one outcome (features as of ``decided_ms``, the
+        decision time, default ``ts``), then apply the outcome to the profile."""
+        cfg, at = self.profile_config, ts if decided_ms is None else decided_ms
+        key = offer_key(offer_id)
+        base = features(profile, context, at, cfg)
+        events = self.engagement_model.learn(base, reward > 0, ts)
+        model = self.propensity_models.get(offer_id)
+        if model is None:
+            model = self.propensity_models[offer_id] = self._classifier(f"propensity/{offer_id}")
+        x = base | offer_features(profile, key, urgent, at, cfg)
+        events += model.learn(x, reward > 0, ts)
+        self.report.outcome(profile.segment, float(reward > 0), value)
+        return apply_outcome(profile, key, urgent, float(reward > 0), ts, cfg), events
+
+    def prune(self, live_offer_ids: Sequence[str]) -> None:
+        """Forget propensity models of offers no longer in the catalogue (bounds memory)."""
+        live = set(live_offer_ids)
+        self.propensity_models = {k: v for k, v in self.propensity_models.items() if k in live}
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Checkpoint (``checkpoint`` envelope; a pickle: population-level state only)."""
+        return checkpoint.dumps(self, kind=_KIND)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelSuite:
+        suite = checkpoint.loads(data, kind=_KIND)
+        if not isinstance(suite, cls):
+            raise checkpoint.CheckpointError("checkpoint does not hold a ModelSuite")
+        return suite
