@@ -1,0 +1,196 @@
+"""``stream-app``: the command line. Every subcommand has ``--help``; errors are one readable line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from stream_app.settings import Settings
+
+
+class CliError(Exception):
+    pass
+
+
+def _broker(settings: Settings):
+    from stream_app.kafka.broker import LocalBroker
+
+    return LocalBroker(home=settings.kafka_home, jars_cache=settings.kafka_home.parent / ".cache",
+                       version=settings.kafka_version)
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.external_cluster:
+        print(f"KAFKA_BOOTSTRAP_SERVERS is set ({settings.bootstrap_servers}): "
+              f"using that cluster, 'kafka {args.action}' does nothing")
+        return 0
+    broker = _broker(settings)
+    if args.action == "up":
+        status = broker.up()
+        print(f"kafka up: {status['bootstrap']} (pid {status['pid']}, data in {status['home']})")
+    elif args.action == "down":
+        print("kafka stopped" if broker.down() else "kafka was not running")
+    else:
+        status = broker.status()
+        print(orjson.dumps(status).decode())
+        return 0 if status["serving"] else 3
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.kafka.topics import create_topics, list_topics
+
+    if args.partitions:
+        settings = settings.with_(partitions=args.partitions)
+    if args.action == "create":
+        for name, what in create_topics(settings).items():
+            print(f"{name}: {what}")
+    else:
+        for name, parts in list_topics(settings).items():
+            print(f"{name}\t{parts} partitions")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.core.catalogue import ConfigError, parse_config
+    from stream_app.kafka.client import producer, send
+    from stream_app.schemas import Contract, InvalidMessage
+
+    path = Path(args.file or settings.config_file)
+    try:
+        raw = path.read_bytes()
+        doc = Contract.load().decode("engine-config", raw)
+        parse_config(doc)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    except (InvalidMessage, ConfigError) as exc:
+        raise CliError(f"{path}: {exc}") from None
+    if args.action == "check":
+        print(f"{path}: valid (version {doc['version']})")
+        return 0
+    p = producer(settings.bootstrap_servers)
+    send(p, settings.topic("engine-config"), "engine", raw)
+    if p.flush(30):
+        raise CliError("config not delivered to Kafka within 30 s")
+    print(f"published config version {doc['version']} to {settings.topic('engine-config')}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.worker.app import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Kafka up (unless configured), topics, config, a worker, simulated traffic, a summary."""
+    from stream_app.kafka.topics import create_topics
+    from stream_app.kafka.traffic import run_traffic
+
+    if not settings.external_cluster:
+        status = _broker(settings).up()
+        print(f"kafka: {status['bootstrap']} (pid {status['pid']})")
+    created = create_topics(settings)
+    print(f"topics: {sum(v == 'created' for v in created.values())} created, "
+          f"{sum(v == 'exists' for v in created.values())} existed")
+    cmd_config(argparse.Namespace(action="publish", file=None), settings)
+    env = {**os.environ, "STREAM_APP_BOOTSTRAP": settings.bootstrap_servers,
+           "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    log_path = settings.kafka_home.parent / ".cache" / "demo-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    print(f"worker: pid {worker.pid}, log {log_path}")
+    try:
+        score = run_traffic(settings, customers=args.customers, seconds=args.seconds,
+                            rate=args.rate, seed=args.seed)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    _print_summary(score)
+    if not settings.external_cluster and not args.keep_kafka:
+        _broker(settings).down()
+        print("kafka stopped (use --keep-kafka to leave it running)")
+    return 0 if score.decisions > 0 else 1
+
+
+def _print_summary(s) -> None:
+    import numpy as np
+
+    lat = np.array(s.latencies) if s.latencies else np.zeros(1)
+    print("\n== what the engine decided and learned ==")
+    print(f"requests sent {s.requests}, decisions received {s.decisions} "
+          f"(no_action {s.no_action}), outcomes answered {s.outcomes} "
+          f"(responses {s.responses}), delta metrics {s.deltas}, dead letters {s.dead_letters}")
+    print(f"engine latency per decision: p50 {np.percentile(lat, 50):.2f} ms, "
+          f"p99 {np.percentile(lat, 99):.2f} ms")
+    for name, (n, chosen, best) in zip(("first quarter", "the rest"), s.by_half):
+        if n:
+            print(f"{name}: true response rate of chosen offers {chosen / n:.3f}, "
+                  f"oracle {best / n:.3f} ({chosen / best:.0%} of oracle) over {int(n)} decisions")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stream-app", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    k = sub.add_parser("kafka", help="run a local single-node Kafka (KRaft) broker")
+    k.add_argument("action", choices=["up", "down", "status"])
+    k.set_defaults(func=cmd_kafka)
+    t = sub.add_parser("topics", help="create or list the contract topics")
+    t.add_argument("action", choices=["create", "list"])
+    t.add_argument("--partitions", type=int, default=0, help="partitions of the co-partitioned topics")
+    t.set_defaults(func=cmd_topics)
+    c = sub.add_parser("config", help="check or publish an engine configuration (JSON file)")
+    c.add_argument("action", choices=["check", "publish"])
+    c.add_argument("file", nargs="?", help="default: config/offers.json or $STREAM_APP_CONFIG")
+    c.set_defaults(func=cmd_config)
+    w = sub.add_parser("worker", help="run the engine worker (Faust, RocksDB tables)")
+    w.set_defaults(func=cmd_worker)
+    d = sub.add_parser("demo", help="bring everything up, simulate traffic, print what was learned")
+    d.add_argument("--seconds", type=float, default=60.0, help="how long to send traffic")
+    d.add_argument("--rate", type=float, default=300.0, help="messages per second")
+    d.add_argument("--customers", type=int, default=500)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--keep-kafka", action="store_true", help="leave the broker running afterwards")
+    d.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from stream_app.logs import configure
+
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    configure(settings.log_level)
+    if args.command == "worker":
+        sys.argv = [sys.argv[0]]  # Faust's worker reads argv; ours are already parsed
+    try:
+        return args.func(args, settings)
+    except CliError as exc:
+        print(f"stream-app: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one readable line at the CLI, not a traceback
+        name = type(exc).__name__
+        if name in ("BrokerError", "KafkaException"):
+            print(f"stream-app: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

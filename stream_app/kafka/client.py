@@ -1,0 +1,56 @@
+"""Small confluent-kafka helpers shared by the CLI, the demo driver and the tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+
+def producer(bootstrap: str, **extra: Any) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", **extra})
+
+
+def send(p: Producer, topic: str, key: str | bytes | None, value: Any) -> None:
+    """Produce ``value`` (a dict is JSON-encoded; bytes go as they are)."""
+    raw = value if isinstance(value, (bytes, bytearray)) or value is None else orjson.dumps(value)
+    k = key.encode() if isinstance(key, str) else key
+    while True:
+        try:
+            p.produce(topic, key=k, value=raw)
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
+class TopicReader:
+    """Reads a topic from the offsets it had when created (or from the start), no consumer group."""
+
+    def __init__(self, bootstrap: str, topic: str, from_start: bool = False) -> None:
+        self.topic = topic
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+        })
+        meta = self.consumer.list_topics(topic, timeout=15).topics[topic]
+        tps = []
+        for p in sorted(meta.partitions):
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)
+            tps.append(TopicPartition(topic, p, low if from_start else high))
+        self.consumer.assign(tps)
+
+    def poll(self, timeout_s: float = 0.2, max_messages: int = 500) -> list[tuple[bytes | None, bytes]]:
+        out = []
+        for msg in self.consumer.consume(max_messages, timeout_s):
+            if msg.error() is None:
+                out.append((msg.key(), msg.value()))
+        return out
+
+    def read_json(self, timeout_s: float = 0.2) -> Iterator[dict[str, Any]]:
+        for _, value in self.poll(timeout_s):
+            yield orjson.loads(value)
+
+    def close(self) -> None:
+        self.consumer.close()

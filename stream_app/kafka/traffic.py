@@ -1,0 +1,103 @@
+"""The built-in traffic generator: the seeded simulator talking to the engine through Kafka.
+
+It produces interactions and decision requests in event-time order, reads the engine's decisions,
+answers them from the simulator's hidden ground truth on ``outcomes``, and keeps score: how often
+customers responded, against what the oracle (best offer per request) would have got.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_app.kafka.client import TopicReader, producer, send
+from stream_app.settings import Settings
+from stream_app.simulator import Population, Simulation
+
+
+@dataclass
+class Score:
+    requests: int = 0
+    decisions: int = 0
+    no_action: int = 0
+    outcomes: int = 0
+    responses: int = 0
+    oracle_prob: float = 0.0
+    chosen_prob: float = 0.0
+    by_half: list[list[float]] = field(default_factory=lambda: [[0, 0.0, 0.0], [0, 0.0, 0.0]])
+    latencies: list[float] = field(default_factory=list)
+    deltas: int = 0
+    dead_letters: int = 0
+
+
+def run_traffic(settings: Settings, customers: int, seconds: float, rate: float, seed: int,
+                days: float = 3.0) -> Score:
+    sim = Simulation(Population(seed=seed, n_customers=customers), days=days, seed=seed)
+    total = sim.n_requests
+    prod = producer(settings.bootstrap_servers)
+    decisions = TopicReader(settings.bootstrap_servers, settings.topic("decisions"))
+    deltas = TopicReader(settings.bootstrap_servers, settings.topic("delta-metrics"))
+    dead = TopicReader(settings.bootstrap_servers, settings.topic("dead-letter"))
+    requests: dict[str, dict[str, Any]] = {}
+    sim_order: list[int] = []
+    split = max(1, int(rate * seconds) // 4)  # first quarter of the traffic vs the rest
+    score = Score()
+    started = time.monotonic()
+    sent = 0
+
+    def drain(timeout: float) -> None:
+        for d in decisions.read_json(timeout):
+            req = requests.pop(d["request_id"], None)
+            if req is None:
+                continue
+            score.decisions += 1
+            score.latencies.append(d["latency_ms"])
+            if d["action"] != "offer":
+                score.no_action += 1
+                continue
+            _, best = sim.oracle(req)
+            p = sim.true_prob(req, d["offer_id"])
+            half = score.by_half[0 if len(sim_order) < split else 1]
+            sim_order.append(1)
+            half[0] += 1
+            half[1] += p
+            half[2] += best
+            score.oracle_prob += best
+            score.chosen_prob += p
+            outcome = sim.respond(d)
+            if outcome is not None:
+                score.outcomes += 1
+                score.responses += outcome["type"] in ("clicked", "accepted", "converted")
+                send(prod, settings.topic("outcomes"), outcome["customer_id"], outcome)
+        score.deltas += sum(1 for _ in deltas.poll(0.0))
+        score.dead_letters += sum(1 for _ in dead.poll(0.0))
+
+    for topic, msg in sim.events():
+        elapsed = time.monotonic() - started
+        if elapsed > seconds:
+            break
+        if topic == "decision-requests":
+            requests[msg["request_id"]] = msg
+            score.requests += 1
+        send(prod, settings.topic(topic), msg["customer_id"], msg)
+        sent += 1
+        if sent % 50 == 0:
+            prod.poll(0)
+            drain(0.0)
+        ahead = sent / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    prod.flush(30)
+    deadline = time.monotonic() + 60
+    while requests and time.monotonic() < deadline:
+        drain(0.3)
+        prod.flush(5)
+    prod.flush(30)
+    time.sleep(1.0)
+    drain(0.5)
+    for r in (decisions, deltas, dead):
+        r.close()
+    score.requests = max(score.requests, 0)
+    _ = total
+    return score
