@@ -6,7 +6,7 @@ import time
 from typing import Any, Iterator
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 
 def producer(bootstrap: str, **extra: Any) -> Producer:
@@ -34,11 +34,21 @@ class TopicReader:
             "bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
         })
-        meta = self.consumer.list_topics(topic, timeout=15).topics[topic]
-        tps = []
-        for p in sorted(meta.partitions):
-            low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=15)
-            tps.append(TopicPartition(topic, p, low if from_start else high))
+        deadline = time.monotonic() + 30
+        while True:  # a topic created a moment ago may not have a leader yet
+            try:
+                meta = self.consumer.list_topics(topic, timeout=15).topics[topic]
+                tps = []
+                for p in sorted(meta.partitions):
+                    low, high = self.consumer.get_watermark_offsets(
+                        TopicPartition(topic, p), timeout=15)
+                    tps.append(TopicPartition(topic, p, low if from_start else high))
+                if tps:
+                    break
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
         self.consumer.assign(tps)
 
     def poll(self, timeout_s: float = 0.2, max_messages: int = 500) -> list[tuple[bytes | None, bytes]]:
