@@ -60,6 +60,8 @@ class UseCase:
     attribution_window_s: float = 3600.0
     challengers: tuple[str, ...] = ()
     rules: Mapping[str, Any] = field(default_factory=dict)
+    half_life_s: float | None = None  # arms forget with this half-life in event time
+    prior: Mapping[str, Any] = field(default_factory=dict)  # HierarchicalPrior settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +151,18 @@ def _use_case(doc: Mapping[str, Any], offer_ids: set[str]) -> UseCase:
         attribution_window_s=float(window),
         challengers=tuple(doc.get("challengers", ())),
         rules=dict(doc.get("rules", {})),
+        half_life_s=_positive_or_none(doc, "half_life_s"),
+        prior=dict(doc.get("prior", {})),
     )
+
+
+def _positive_or_none(doc: Mapping[str, Any], name: str) -> float | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"use case {doc['id']!r}: {name} must be a number > 0")
+    return float(value)
 
 
 def parse_config(doc: Mapping[str, Any]) -> EngineConfig:

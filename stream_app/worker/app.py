@@ -17,13 +17,22 @@ import orjson
 import structlog
 
 from stream_app.core.arms import Arms
-from stream_app.core.decision import Decider
+from stream_app.core.dedup import DedupWindow
+from stream_app.core.decision import Decider, Evidence, decision_id_for, segment_of
 from stream_app.deadletter import dead_letter
 from stream_app.schemas import Contract, InvalidMessage
 from stream_app.settings import Settings
 from stream_app.worker.config_feed import ConfigFeed
+from stream_app.worker.partition_clock import PartitionClock, pack_pending, unpack_pending
+
+POPULATION_KEY = b"\x00population"  # partition-local population arms
+SEGMENT_KEY = b"\x00segment:"  # partition-local segment arms
 
 log = structlog.get_logger("stream_app.worker")
+
+
+def _dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _now_ms() -> int:
@@ -62,6 +71,8 @@ def build_app(settings: Settings) -> faust.App:
                            key_type=bytes, value_type=bytes)
     pending_table = app.Table("pending", default=None, partitions=settings.partitions,
                               key_type=bytes, value_type=bytes)
+    seen_table = app.Table("seen", default=None, partitions=settings.partitions,
+                           key_type=bytes, value_type=bytes)
 
     feed = ConfigFeed(settings.bootstrap_servers, settings.topic("engine-config"),
                       settings.topic("dead-letter"), contract)
@@ -74,7 +85,7 @@ def build_app(settings: Settings) -> faust.App:
         letter = dead_letter(reason, topic=source_topic, partition=partition, offset=offset,
                              timestamp=ts, key=key, value=value, failed_at=_now_ms())
         log.warning("dead_letter", reason=letter["reason"], topic=source_topic, offset=offset)
-        await dead.send(key=key, value=orjson.dumps(letter))
+        await dead.send(key=key, value=_dumps(letter))
 
     async def reject_event(reason: str, event: faust.EventT) -> None:
         m = event.message
@@ -97,63 +108,146 @@ def build_app(settings: Settings) -> faust.App:
 
     feed.start()
 
+    async def guarded(handler: Any, event: faust.EventT) -> None:
+        """An unexpected error costs one message (dead-lettered with the reason), never the agent."""
+        try:
+            await handler(event)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("processing_failed", topic=event.message.topic, offset=event.message.offset)
+            await reject_event(f"internal error: {type(exc).__name__}: {exc}", event)
+
+    clocks: dict[int, PartitionClock] = {}
+
+    def clock_for(partition: int) -> PartitionClock:
+        clock = clocks.get(partition)
+        if clock is None:  # first event of this partition since start / rebalance
+            clock = clocks[partition] = PartitionClock()
+            for _, raw in pending_table.items():
+                p, pending = unpack_pending(raw)
+                if p == partition:
+                    clock.schedule(pending)
+        return clock
+
+    def load_evidence(customer_id: str, segment: str) -> Evidence:
+        return Evidence(Arms.decode(arms_table.get(customer_id.encode())),
+                        Arms.decode(arms_table.get(SEGMENT_KEY + segment.encode())),
+                        Arms.decode(arms_table.get(POPULATION_KEY)))
+
+    def store_evidence(customer_id: str, segment: str, evidence: Evidence) -> None:
+        arms_table[customer_id.encode()] = evidence.customer.encode()
+        arms_table[SEGMENT_KEY + segment.encode()] = evidence.segment.encode()
+        arms_table[POPULATION_KEY] = evidence.population.encode()
+
+    async def publish(clock: PartitionClock, records: tuple[dict, ...] | list[dict]) -> None:
+        for record in records:
+            clock.rollups.add(record)
+            await deltas.send(key=record["customer_id"].encode(), value=_dumps(record))
+
+    async def advance(partition: int, ts: int, decider: Decider) -> PartitionClock:
+        """Move the partition's event time: fire due attribution timers, close roll-up windows."""
+        clock = clock_for(partition)
+        for decision_id in clock.timers.advance(ts):
+            key = decision_id.encode()
+            raw = pending_table.get(key)
+            if raw is None:
+                continue
+            _, pending = unpack_pending(raw)
+            if pending.is_settled:  # grace period over: late outcomes are no longer recognised
+                del pending_table[key]
+                continue
+            learned = decider.expire(load_evidence(pending.customer_id, pending.segment), pending)
+            store_evidence(pending.customer_id, pending.segment, learned.evidence)
+            pending_table[key] = pack_pending(partition, learned.pending)
+            clock.schedule(learned.pending)
+            await publish(clock, learned.records)
+        for rollup in clock.rollups.flush(clock.timers.watermark_ms):
+            await deltas.send(key=b"rollup", value=_dumps(rollup))
+        return clock
+
+    async def handle_answer(event: faust.EventT) -> None:
+        started = time.perf_counter()
+        try:
+            request = decode("decision-requests", event)
+        except InvalidMessage as exc:
+            await reject_event(str(exc), event)
+            return
+        await config_loaded()
+        decider: Decider | None = state["decider"]
+        if decider is None:
+            await reject_event("no engine config in force: publish one to engine-config", event)
+            return
+        partition = event.message.partition
+        await advance(partition, request["ts"], decider)
+        decision_key = decision_id_for(request["request_id"]).encode()
+        if pending_table.get(decision_key) is not None:
+            log.info("request_duplicate", request_id=request["request_id"])
+            return
+        segment = segment_of(request)
+        decided = decider.decide(request, load_evidence(request["customer_id"], segment))
+        if decided.pending is not None:
+            pending_table[decision_key] = pack_pending(partition, decided.pending)
+            clock_for(partition).schedule(decided.pending)
+        decision = decided.decision
+        decision["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+        await decisions.send(key=request["customer_id"].encode(), value=_dumps(decision))
+
     @app.agent(requests)
     async def answer(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            started = time.perf_counter()
-            try:
-                request = decode("decision-requests", event)
-            except InvalidMessage as exc:
-                await reject_event(str(exc), event)
-                continue
-            await config_loaded()
-            decider: Decider | None = state["decider"]
-            if decider is None:
-                await reject_event("no engine config in force: publish one to engine-config", event)
-                continue
-            cid = request["customer_id"].encode()
-            decided = decider.decide(request, Arms.decode(arms_table.get(cid)))
-            if decided.pending is not None:
-                pending_table[decided.pending["decision_id"].encode()] = orjson.dumps(decided.pending)
-            decision = decided.decision
-            decision["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
-            await decisions.send(key=cid, value=orjson.dumps(decision))
+            await guarded(handle_answer, event)
+
+    async def handle_learn(event: faust.EventT) -> None:
+        try:
+            outcome = decode("outcomes", event)
+        except InvalidMessage as exc:
+            await reject_event(str(exc), event)
+            return
+        await config_loaded()
+        decider = state["decider"]
+        clock = await advance(event.message.partition, outcome["ts"], decider)
+        cid = outcome["customer_id"]
+        seen_key = b"o:" + cid.encode()
+        seen = DedupWindow.decode(seen_table.get(seen_key))
+        if seen.seen_before(outcome["outcome_id"]):
+            log.info("outcome_duplicate", outcome_id=outcome["outcome_id"])
+            return
+        raw = pending_table.get(outcome["decision_id"].encode())
+        if raw is None:
+            await reject_event(f"unknown decision_id {outcome['decision_id']!r} "
+                               "(never made here, or forgotten after its grace period)", event)
+            return
+        partition, pending = unpack_pending(raw)
+        if pending.customer_id != cid:
+            await reject_event("outcome customer_id differs from its decision's", event)
+            return
+        seen.remember(outcome["outcome_id"])
+        seen_table[seen_key] = seen.encode()
+        learned = decider.learn(load_evidence(cid, pending.segment), pending, outcome)
+        if learned.evidence is not None:
+            store_evidence(cid, pending.segment, learned.evidence)
+        pending_table[outcome["decision_id"].encode()] = pack_pending(partition, learned.pending)
+        clock.schedule(learned.pending)
+        await publish(clock, learned.records)
 
     @app.agent(outcomes)
     async def learn(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            try:
-                outcome = decode("outcomes", event)
-            except InvalidMessage as exc:
-                await reject_event(str(exc), event)
-                continue
-            await config_loaded()
-            decider = state["decider"]
-            raw_pending = pending_table.get(outcome["decision_id"].encode())
-            if raw_pending is None:
-                await reject_event(f"unknown decision_id {outcome['decision_id']!r}", event)
-                continue
-            pending = orjson.loads(raw_pending)
-            if pending["customer_id"] != outcome["customer_id"]:
-                await reject_event("outcome customer_id differs from its decision's", event)
-                continue
-            if pending["resolved"]:
-                log.info("outcome_duplicate", decision_id=pending["decision_id"],
-                         outcome_id=outcome["outcome_id"])
-                continue
-            cid = outcome["customer_id"].encode()
-            learned = decider.learn(Arms.decode(arms_table.get(cid)), pending, outcome)
-            arms_table[cid] = learned.arms.encode()
-            pending_table[outcome["decision_id"].encode()] = orjson.dumps(learned.pending)
-            await deltas.send(key=cid, value=orjson.dumps(learned.delta))
+            await guarded(handle_learn, event)
+
+    async def handle_observe(event: faust.EventT) -> None:
+        try:
+            interaction = decode("interactions", event)
+        except InvalidMessage as exc:
+            await reject_event(str(exc), event)
+            return
+        await config_loaded()
+        if state["decider"] is not None:
+            await advance(event.message.partition, interaction["ts"], state["decider"])
 
     @app.agent(interactions)
     async def observe(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            try:
-                decode("interactions", event)
-            except InvalidMessage as exc:
-                await reject_event(str(exc), event)
+            await guarded(handle_observe, event)
 
     return app
 

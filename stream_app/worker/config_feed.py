@@ -40,10 +40,10 @@ class ConfigFeed:
         doc = self.contract.decode("engine-config", raw)
         try:
             config = parse_config(doc)
+            for callback in self.on_change:
+                callback(config)
         except ConfigError as exc:
             raise InvalidMessage(f"config rejected: {exc}") from None
-        for callback in self.on_change:
-            callback(config)
         self.current = config
         log.info("config_applied", version=config.version, offers=len(config.offers))
         return config

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from stream_app.core.arms import Arms, ArmsCodecError
 from stream_app.core.catalogue import ConfigError, offer_key, parse_config
-from stream_app.core.decision import Decider, decision_id_for
+from stream_app.core.decision import Decider, Evidence, decision_id_for
 from stream_app.kafka.topics import CONTRACT
 from stream_app.schemas import Contract, InvalidMessage
 from stream_app.settings import PROJECT_ROOT
@@ -50,25 +50,30 @@ def _request(**extra) -> dict:
 
 
 def test_decisions_and_deltas_made_by_the_core_match_their_schemas():
-    decided = _decider().decide(_request(), Arms.empty())
+    decided = _decider().decide(_request(), Evidence.empty())
     jsonschema.validate(decided.decision, CONTRACT_SCHEMAS.schemas["decisions"])
-    learned = _decider().learn(Arms.empty(), decided.pending, {
-        "outcome_id": "o", "decision_id": decided.pending["decision_id"], "customer_id": "c-1",
+    learned = _decider().learn(Evidence.empty(), decided.pending, {
+        "outcome_id": "o", "decision_id": decided.pending.decision_id, "customer_id": "c-1",
         "ts": 2_000, "type": "converted", "value": 3.0})
-    jsonschema.validate(learned.delta, CONTRACT_SCHEMAS.schemas["delta-metrics"])
-    assert learned.delta["delta"] == pytest.approx(1.0 - decided.decision["predicted"])
+    (delta,) = learned.records
+    jsonschema.validate(delta, CONTRACT_SCHEMAS.schemas["delta-metrics"])
+    assert delta["delta"] == pytest.approx(1.0 - decided.decision["predicted"])
+    # the chosen offer gained one success at every level of evidence
+    key = np.array([decided.pending.offer_key], np.uint32)
+    for level in (learned.evidence.customer, learned.evidence.segment, learned.evidence.population):
+        assert level.evidence(key, 2_000, None)[0].tolist() == [1.0]
 
 
 def test_no_action_for_an_unknown_use_case_or_no_candidate_is_schema_valid():
     for req in (_request(use_case="nope"), _request(candidates=["not-an-offer"])):
-        d = _decider().decide(req, Arms.empty()).decision
+        d = _decider().decide(req, Evidence.empty()).decision
         jsonschema.validate(d, CONTRACT_SCHEMAS.schemas["decisions"])
         assert d["action"] == "no_action" and d["offer_id"] is None and d["rule_reasons"]
 
 
 def test_same_request_same_state_gives_the_same_decision():
-    a = _decider().decide(_request(), Arms.empty()).decision
-    b = _decider().decide(_request(), Arms.empty()).decision
+    a = _decider().decide(_request(), Evidence.empty()).decision
+    b = _decider().decide(_request(), Evidence.empty()).decision
     assert a == b and a["decision_id"] == decision_id_for("r-1")
 
 
