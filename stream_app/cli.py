@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -92,18 +91,28 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Kafka up (unless configured), topics, config, a worker, simulated traffic, a summary."""
-    from stream_app.kafka.topics import create_topics
+    import shutil
+
+    from stream_app.kafka.topics import create_topics, delete_topics_with_prefixes
     from stream_app.kafka.traffic import run_traffic
 
     if not settings.external_cluster:
         status = _broker(settings).up()
         print(f"kafka: {status['bootstrap']} (pid {status['pid']})")
+    # the demo is a sandbox of its own (topics, consumer group, tables), fresh on every run
+    settings = settings.with_(topic_prefix="demo-", app_id="stream-app-demo",
+                              data_dir=settings.data_dir.parent / "demo-state")
+    gone = delete_topics_with_prefixes(settings, ("demo-", "stream-app-demo-"))
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    if gone:
+        print(f"demo sandbox reset: {len(gone)} topics of the last demo deleted")
     created = create_topics(settings)
     print(f"topics: {sum(v == 'created' for v in created.values())} created, "
           f"{sum(v == 'exists' for v in created.values())} existed")
     cmd_config(argparse.Namespace(action="publish", file=None), settings)
-    env = {**os.environ, "STREAM_APP_BOOTSTRAP": settings.bootstrap_servers,
-           "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "STREAM_APP_TOPIC_PREFIX": settings.topic_prefix, "STREAM_APP_ID": settings.app_id,
+           "STREAM_APP_DATA_DIR": str(settings.data_dir)}
     log_path = settings.kafka_home.parent / ".cache" / "demo-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
@@ -137,10 +146,13 @@ def _print_summary(s) -> None:
           f"(responses {s.responses}), delta metrics {s.deltas}, dead letters {s.dead_letters}")
     print(f"engine latency per decision: p50 {np.percentile(lat, 50):.2f} ms, "
           f"p99 {np.percentile(lat, 99):.2f} ms")
-    for name, (n, chosen, best) in zip(("first quarter", "the rest"), s.by_half):
-        if n:
-            print(f"{name}: true response rate of chosen offers {chosen / n:.3f}, "
-                  f"oracle {best / n:.3f} ({chosen / best:.0%} of oracle) over {int(n)} decisions")
+    if s.trace:
+        trace = np.array(s.trace)
+        for name, part in (("first half", trace[: len(trace) // 2]), ("second half", trace[len(trace) // 2:])):
+            if len(part):
+                chosen, best = part[:, 0].mean(), part[:, 1].mean()
+                print(f"{name}: true response rate of chosen offers {chosen:.3f}, oracle {best:.3f} "
+                      f"({chosen / best:.0%} of oracle) over {len(part)} decisions")
 
 
 def build_parser() -> argparse.ArgumentParser:

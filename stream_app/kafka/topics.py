@@ -71,3 +71,23 @@ def list_topics(settings: Settings, timeout_s: float = 15.0) -> dict[str, int]:
     meta = _admin(settings).list_topics(timeout=timeout_s)
     names = {settings.topic(s.name) for s in CONTRACT}
     return {n: len(t.partitions) for n, t in sorted(meta.topics.items()) if n in names}
+
+
+def delete_topics_with_prefixes(settings: Settings, prefixes: tuple[str, ...],
+                                timeout_s: float = 60.0) -> list[str]:
+    """Delete every topic whose name starts with one of ``prefixes`` and wait until it is gone
+    (used to give a sandbox such as the demo a clean slate)."""
+    import time
+
+    admin = _admin(settings)
+    names = [n for n in admin.list_topics(timeout=15).topics if n.startswith(prefixes)]
+    if not names:
+        return []
+    for fut in admin.delete_topics(names, operation_timeout=timeout_s).values():
+        fut.result()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not set(names) & set(admin.list_topics(timeout=15).topics):
+            break
+        time.sleep(0.3)
+    return names

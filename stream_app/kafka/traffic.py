@@ -16,6 +16,9 @@ from stream_app.settings import Settings
 from stream_app.simulator import Population, Simulation
 
 
+LOCKSTEP_MS = 60_000  # how far event time may run ahead of an unanswered request
+
+
 @dataclass
 class Score:
     requests: int = 0
@@ -25,7 +28,7 @@ class Score:
     responses: int = 0
     oracle_prob: float = 0.0
     chosen_prob: float = 0.0
-    by_half: list[list[float]] = field(default_factory=lambda: [[0, 0.0, 0.0], [0, 0.0, 0.0]])
+    trace: list[tuple[float, float]] = field(default_factory=list)  # (chosen, oracle) true probs
     latencies: list[float] = field(default_factory=list)
     deltas: int = 0
     dead_letters: int = 0
@@ -40,8 +43,6 @@ def run_traffic(settings: Settings, customers: int, seconds: float, rate: float,
     deltas = TopicReader(settings.bootstrap_servers, settings.topic("delta-metrics"))
     dead = TopicReader(settings.bootstrap_servers, settings.topic("dead-letter"))
     requests: dict[str, dict[str, Any]] = {}
-    sim_order: list[int] = []
-    split = max(1, int(rate * seconds) // 4)  # first quarter of the traffic vs the rest
     score = Score()
     started = time.monotonic()
     sent = 0
@@ -58,11 +59,7 @@ def run_traffic(settings: Settings, customers: int, seconds: float, rate: float,
                 continue
             _, best = sim.oracle(req)
             p = sim.true_prob(req, d["offer_id"])
-            half = score.by_half[0 if len(sim_order) < split else 1]
-            sim_order.append(1)
-            half[0] += 1
-            half[1] += p
-            half[2] += best
+            score.trace.append((p, best))
             score.oracle_prob += best
             score.chosen_prob += p
             outcome = sim.respond(d)
@@ -77,6 +74,14 @@ def run_traffic(settings: Settings, customers: int, seconds: float, rate: float,
         elapsed = time.monotonic() - started
         if elapsed > seconds:
             break
+        # keep event time honest: outcomes of earlier decisions go out before time moves on past
+        # them, otherwise the engine would rightly count those decisions as ignored
+        oldest = min((r["ts"] for r in requests.values()), default=None)
+        wait_until = time.monotonic() + 10
+        while oldest is not None and msg["ts"] - oldest > LOCKSTEP_MS and time.monotonic() < wait_until:
+            prod.poll(0)
+            drain(0.05)
+            oldest = min((r["ts"] for r in requests.values()), default=None)
         if topic == "decision-requests":
             requests[msg["request_id"]] = msg
             score.requests += 1

@@ -9,6 +9,7 @@ so a customer's requests, outcomes and state meet on one worker.
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ import structlog
 
 from stream_app.core.arms import Arms
 from stream_app.core.dedup import DedupWindow
+from stream_app.core.feedback import PendingCodecError
 from stream_app.core.decision import Decider, Evidence, decision_id_for, segment_of
 from stream_app.deadletter import dead_letter
 from stream_app.schemas import Contract, InvalidMessage
@@ -122,10 +124,17 @@ def build_app(settings: Settings) -> faust.App:
         clock = clocks.get(partition)
         if clock is None:  # first event of this partition since start / rebalance
             clock = clocks[partition] = PartitionClock()
+            unreadable = 0
             for _, raw in pending_table.items():
-                p, pending = unpack_pending(raw)
+                try:
+                    p, pending = unpack_pending(raw)
+                except (PendingCodecError, struct.error):
+                    unreadable += 1  # written by an incompatible version: never joined again
+                    continue
                 if p == partition:
                     clock.schedule(pending)
+            if unreadable:
+                log.warning("pending_unreadable", partition=partition, count=unreadable)
         return clock
 
     def load_evidence(customer_id: str, segment: str) -> Evidence:
