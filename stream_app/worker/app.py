@@ -20,7 +20,7 @@ import structlog
 from stream_app.core.arms import Arms
 from stream_app.core.dedup import DedupWindow
 from stream_app.core.feedback import PendingCodecError
-from stream_app.core.decision import Decider, Evidence, decision_id_for, segment_of
+from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.deadletter import dead_letter
 from stream_app.schemas import Contract, InvalidMessage
 from stream_app.settings import Settings
@@ -118,6 +118,20 @@ def build_app(settings: Settings) -> faust.App:
             log.exception("processing_failed", topic=event.message.topic, offset=event.message.offset)
             await reject_event(f"internal error: {type(exc).__name__}: {exc}", event)
 
+    async def accept(name: str, event: faust.EventT) -> tuple[dict[str, Any], Decider] | None:
+        """Decode and validate; wait for the config at start-up; dead-letter what cannot be used."""
+        try:
+            message = decode(name, event)
+        except InvalidMessage as exc:
+            await reject_event(str(exc), event)
+            return None
+        await config_loaded()
+        decider: Decider | None = state["decider"]
+        if decider is None:
+            await reject_event("no engine config in force: publish one to engine-config", event)
+            return None
+        return message, decider
+
     clocks: dict[int, PartitionClock] = {}
 
     def clock_for(partition: int) -> PartitionClock:
@@ -152,6 +166,14 @@ def build_app(settings: Settings) -> faust.App:
             clock.rollups.add(record)
             await deltas.send(key=record["customer_id"].encode(), value=_dumps(record))
 
+    async def settle(partition: int, clock: PartitionClock, learned: Learned) -> None:
+        """Store what an outcome or an expired window taught, keep the decision, publish deltas."""
+        pending = learned.pending
+        store_evidence(pending.customer_id, pending.segment, learned.evidence)
+        pending_table[pending.decision_id.encode()] = pack_pending(partition, pending)
+        clock.schedule(pending)
+        await publish(clock, learned.records)
+
     async def advance(partition: int, ts: int, decider: Decider) -> PartitionClock:
         """Move the partition's event time: fire due attribution timers, close roll-up windows."""
         clock = clock_for(partition)
@@ -164,27 +186,18 @@ def build_app(settings: Settings) -> faust.App:
             if pending.is_settled:  # grace period over: late outcomes are no longer recognised
                 del pending_table[key]
                 continue
-            learned = decider.expire(load_evidence(pending.customer_id, pending.segment), pending)
-            store_evidence(pending.customer_id, pending.segment, learned.evidence)
-            pending_table[key] = pack_pending(partition, learned.pending)
-            clock.schedule(learned.pending)
-            await publish(clock, learned.records)
+            await settle(partition, clock,
+                         decider.expire(load_evidence(pending.customer_id, pending.segment), pending))
         for rollup in clock.rollups.flush(clock.timers.watermark_ms):
             await deltas.send(key=b"rollup", value=_dumps(rollup))
         return clock
 
     async def handle_answer(event: faust.EventT) -> None:
         started = time.perf_counter()
-        try:
-            request = decode("decision-requests", event)
-        except InvalidMessage as exc:
-            await reject_event(str(exc), event)
+        accepted = await accept("decision-requests", event)
+        if accepted is None:
             return
-        await config_loaded()
-        decider: Decider | None = state["decider"]
-        if decider is None:
-            await reject_event("no engine config in force: publish one to engine-config", event)
-            return
+        request, decider = accepted
         partition = event.message.partition
         await advance(partition, request["ts"], decider)
         decision_key = decision_id_for(request["request_id"]).encode()
@@ -206,13 +219,10 @@ def build_app(settings: Settings) -> faust.App:
             await guarded(handle_answer, event)
 
     async def handle_learn(event: faust.EventT) -> None:
-        try:
-            outcome = decode("outcomes", event)
-        except InvalidMessage as exc:
-            await reject_event(str(exc), event)
+        accepted = await accept("outcomes", event)
+        if accepted is None:
             return
-        await config_loaded()
-        decider = state["decider"]
+        outcome, decider = accepted
         clock = await advance(event.message.partition, outcome["ts"], decider)
         cid = outcome["customer_id"]
         seen_key = b"o:" + cid.encode()
@@ -231,12 +241,7 @@ def build_app(settings: Settings) -> faust.App:
             return
         seen.remember(outcome["outcome_id"])
         seen_table[seen_key] = seen.encode()
-        learned = decider.learn(load_evidence(cid, pending.segment), pending, outcome)
-        if learned.evidence is not None:
-            store_evidence(cid, pending.segment, learned.evidence)
-        pending_table[outcome["decision_id"].encode()] = pack_pending(partition, learned.pending)
-        clock.schedule(learned.pending)
-        await publish(clock, learned.records)
+        await settle(partition, clock, decider.learn(load_evidence(cid, pending.segment), pending, outcome))
 
     @app.agent(outcomes)
     async def learn(stream: faust.StreamT) -> None:
@@ -244,13 +249,12 @@ def build_app(settings: Settings) -> faust.App:
             await guarded(handle_learn, event)
 
     async def handle_observe(event: faust.EventT) -> None:
-        try:
+        try:  # interactions need no config: they only move event time until profiles are wired
             interaction = decode("interactions", event)
         except InvalidMessage as exc:
             await reject_event(str(exc), event)
             return
-        await config_loaded()
-        if state["decider"] is not None:
+        if feed.loaded.is_set() and state["decider"] is not None:
             await advance(event.message.partition, interaction["ts"], state["decider"])
 
     @app.agent(interactions)
