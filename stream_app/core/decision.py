@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from stream_app.core.arms import Arms
-from stream_app.core.catalogue import ConfigError, EngineConfig, UseCase
+from stream_app.core.catalogue import CHANNELS, ConfigError, EngineConfig, UseCase
 from stream_app.core.feedback import Feedback, PendingDecision, ignored, resolve
 from stream_app.core.priors import HierarchicalPrior
 from stream_app.core.router import Router
@@ -83,12 +83,20 @@ class Decider:
         self.config = config
         self.seed = seed
         self.router = Router.from_config(config)
-        self._candidates: dict[str, np.ndarray] = {}
+        # per (use case, channel): the offers it may show and why the others are out; built once
+        # per configuration so a request pays nothing per offer for channel availability
+        self._candidates: dict[tuple[str, str], tuple[np.ndarray, dict[str, list[str]]]] = {}
+        self._offer_ids: dict[str, frozenset[str]] = {}
         self._priors: dict[str, HierarchicalPrior] = {}
         self._policies: dict[tuple, Any] = {}
         for uc in config.use_cases.values():
             ids = uc.offers if uc.offers is not None else config.offer_ids
-            self._candidates[uc.id] = np.array([config.index_of(o) for o in ids], np.intp)
+            idx = np.array([config.index_of(o) for o in ids], np.intp)
+            self._offer_ids[uc.id] = frozenset(ids)
+            for channel in CHANNELS:
+                shown = np.array([channel in config.offers[i].channels for i in idx], bool)
+                reasons = {config.offer_ids[i]: [f"not offered on {channel}"] for i in idx[~shown]}
+                self._candidates[uc.id, channel] = (idx[shown], reasons)
             try:
                 self._priors[uc.id] = HierarchicalPrior.from_params(uc.prior)
                 self._policy(uc.policy, uc.params)
@@ -110,21 +118,17 @@ class Decider:
         return policy
 
     def _candidate_indices(self, uc: UseCase, request: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
-        base = self._candidates[uc.id]
-        reasons: dict[str, list[str]] = {}
+        idx, channel_reasons = self._candidates[uc.id, request["channel"]]
         asked = request.get("candidates")
-        if asked:
-            known = {self.config.offer_ids[i] for i in base}
-            for oid in asked:
-                if oid not in known:
-                    reasons.setdefault(oid, []).append("not an offer of this use case")
-            wanted = set(asked)
-            base = np.array([i for i in base if self.config.offer_ids[i] in wanted], np.intp)
-        channel = request["channel"]
-        keep = np.array([channel in self.config.offers[i].channels for i in base], bool)
-        for i in base[~keep]:
-            reasons.setdefault(self.config.offer_ids[i], []).append(f"not offered on {channel}")
-        return base[keep], reasons
+        if not asked:
+            return idx, {oid: list(r) for oid, r in channel_reasons.items()}
+        wanted = set(asked)
+        reasons = {oid: list(r) for oid, r in channel_reasons.items() if oid in wanted}
+        for oid in asked:
+            if oid not in self._offer_ids[uc.id]:
+                reasons.setdefault(oid, []).append("not an offer of this use case")
+        keep = np.fromiter((self.config.offer_ids[i] in wanted for i in idx), bool, len(idx))
+        return idx[keep], reasons
 
     def decide(self, request: Mapping[str, Any], evidence: Evidence) -> Decided:
         """Answer a (schema-valid) decision request given the customer's evidence."""
@@ -151,10 +155,10 @@ class Decider:
         now = int(request["ts"])
         keys = cfg.offer_keys[idx]
         hl = uc.half_life_s
-        own = evidence.customer.evidence(keys, now, hl)
+        all_own = evidence.customer.evidence(cfg.offer_keys, now, hl)  # whole catalogue, read once
+        own = (all_own[0][idx], all_own[1][idx])
         alpha, beta = self._priors[uc.id].posterior(
             own, evidence.segment.evidence(keys, now, hl), evidence.population.evidence(keys, now, hl))
-        all_own = evidence.customer.evidence(cfg.offer_keys, now, hl)
         inp = PolicyInput(
             alpha=alpha, beta=beta, values=cfg.offer_values[idx], urgent=cfg.offer_urgent[idx],
             pulls=float(own[0].sum() + own[1].sum()),

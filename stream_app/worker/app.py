@@ -1,8 +1,9 @@
 """The Faust worker: short loops of decode -> load state -> call the core -> store -> send.
 
 Tables (RocksDB through rocksdict, changelog-backed, so a restarted or rebalanced worker
-recovers them): ``arms`` (customer id -> packed Beta evidence) and ``pending`` (decision id ->
-the decision an outcome will be joined to). The input topics are co-partitioned by customer id,
+recovers them): ``arms`` (customer id -> packed Beta evidence, plus the partition-local segment
+and population arms), ``pending`` (decision id -> the decision an outcome will be joined to) and
+``seen`` (customer -> the outcome ids already applied). The input topics are co-partitioned by customer id,
 so a customer's requests, outcomes and state meet on one worker.
 """
 
@@ -19,7 +20,7 @@ import structlog
 
 from stream_app.core.arms import Arms
 from stream_app.core.dedup import DedupWindow
-from stream_app.core.feedback import PendingCodecError
+from stream_app.core.feedback import PendingCodecError, PendingDecision
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.deadletter import dead_letter
 from stream_app.schemas import Contract, InvalidMessage
@@ -166,12 +167,15 @@ def build_app(settings: Settings) -> faust.App:
             clock.rollups.add(record)
             await deltas.send(key=record["customer_id"].encode(), value=_dumps(record))
 
-    async def settle(partition: int, clock: PartitionClock, learned: Learned) -> None:
-        """Store what an outcome or an expired window taught, keep the decision, publish deltas."""
-        pending = learned.pending
-        store_evidence(pending.customer_id, pending.segment, learned.evidence)
+    def keep(partition: int, clock: PartitionClock, pending: PendingDecision) -> None:
+        """Store a pending decision and set its timer (expiry while open, forgetting once settled)."""
         pending_table[pending.decision_id.encode()] = pack_pending(partition, pending)
         clock.schedule(pending)
+
+    async def settle(partition: int, clock: PartitionClock, learned: Learned) -> None:
+        """Store what an outcome or an expired window taught, keep the decision, publish deltas."""
+        store_evidence(learned.pending.customer_id, learned.pending.segment, learned.evidence)
+        keep(partition, clock, learned.pending)
         await publish(clock, learned.records)
 
     async def advance(partition: int, ts: int, decider: Decider) -> PartitionClock:
@@ -199,16 +203,14 @@ def build_app(settings: Settings) -> faust.App:
             return
         request, decider = accepted
         partition = event.message.partition
-        await advance(partition, request["ts"], decider)
-        decision_key = decision_id_for(request["request_id"]).encode()
-        if pending_table.get(decision_key) is not None:
+        clock = await advance(partition, request["ts"], decider)
+        if pending_table.get(decision_id_for(request["request_id"]).encode()) is not None:
             log.info("request_duplicate", request_id=request["request_id"])
             return
         segment = segment_of(request)
         decided = decider.decide(request, load_evidence(request["customer_id"], segment))
         if decided.pending is not None:
-            pending_table[decision_key] = pack_pending(partition, decided.pending)
-            clock_for(partition).schedule(decided.pending)
+            keep(partition, clock, decided.pending)
         decision = decided.decision
         decision["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
         await decisions.send(key=request["customer_id"].encode(), value=_dumps(decision))

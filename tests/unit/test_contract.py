@@ -71,6 +71,23 @@ def test_no_action_for_an_unknown_use_case_or_no_candidate_is_schema_valid():
         assert d["action"] == "no_action" and d["offer_id"] is None and d["rule_reasons"]
 
 
+def test_candidates_and_channel_narrow_the_offers_and_say_why():
+    cfg = parse_config({"version": "v", "use_cases": [{"id": "default"}], "offers": [
+        {"id": "app-only", "channels": ["app"]}, {"id": "email-only", "channels": ["email"]},
+        {"id": "anywhere"}]})
+    decider = Decider(cfg)
+    asked = _request(channel="app", candidates=["email-only", "anywhere", "ghost"])
+    for seed in range(20):
+        d = decider.decide({**asked, "request_id": f"r-{seed}"}, Evidence.empty()).decision
+        assert d["offer_id"] == "anywhere"  # app-only was not asked for, email-only not on app
+        assert [r["offer_id"] for r in d["ranked"]] == ["anywhere"]
+        assert d["rule_reasons"] == {"email-only": ["not offered on app"],
+                                     "ghost": ["not an offer of this use case"]}
+    plain = decider.decide(_request(channel="email"), Evidence.empty()).decision
+    assert {r["offer_id"] for r in plain["ranked"]} == {"email-only", "anywhere"}
+    assert plain["rule_reasons"] == {"app-only": ["not offered on email"]}
+
+
 def test_same_request_same_state_gives_the_same_decision():
     a = _decider().decide(_request(), Evidence.empty()).decision
     b = _decider().decide(_request(), Evidence.empty()).decision
