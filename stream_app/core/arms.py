@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stream_app.codec import read_header
 from stream_app.core.catalogue import offer_key
 
 __all__ = ["Arms", "ArmsCodecError", "ARM_DTYPE", "offer_key"]
@@ -119,11 +120,7 @@ class Arms:
     def decode(cls, data: bytes | None) -> Arms:
         if not data:
             return cls.empty()
-        if len(data) < _HEADER.size:
-            raise ArmsCodecError("arm state shorter than its header")
-        version, updated_at, n = _HEADER.unpack_from(data)
-        if version != _VERSION:
-            raise ArmsCodecError(f"unknown arm state version {version}")
+        _, updated_at, n = read_header(data, _HEADER, _VERSION, ArmsCodecError, "arm state")
         body = memoryview(data)[_HEADER.size :]
         if len(body) != n * ARM_DTYPE.itemsize:
             raise ArmsCodecError("arm state length does not match its record count")

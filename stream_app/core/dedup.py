@@ -34,6 +34,8 @@ import struct
 
 import numpy as np
 
+from stream_app.codec import read_header
+
 __all__ = ["DedupCodecError", "DedupWindow", "id_hash"]
 
 _HEADER = struct.Struct("<BxHHH")  # version, pad, capacity, size, next slot
@@ -101,11 +103,7 @@ class DedupWindow:
         """Decode stored state; ``None`` or empty gives an empty window of ``capacity``."""
         if not data:
             return cls(capacity)
-        if len(data) < _HEADER.size:
-            raise DedupCodecError("dedup state shorter than its header")
-        version, cap, size, nxt = _HEADER.unpack_from(data)
-        if version != _VERSION:
-            raise DedupCodecError(f"unknown dedup state version {version}")
+        _, cap, size, nxt = read_header(data, _HEADER, _VERSION, DedupCodecError, "dedup state")
         if len(data) != _HEADER.size + 8 * cap or cap == 0 or size > cap or nxt >= cap:
             raise DedupCodecError("dedup state is inconsistent with its header")
         window = cls(cap)

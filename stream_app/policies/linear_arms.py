@@ -31,6 +31,8 @@ import struct
 
 import numpy as np
 
+from stream_app.codec import read_header
+
 __all__ = ["LinearArms", "LinearArmsCodecError"]
 
 _HEADER = struct.Struct("<BxHIIQd")  # version, pad, dim, max_offers, n, tick, ridge
@@ -163,11 +165,8 @@ class LinearArms:
 
     @classmethod
     def decode(cls, data: bytes) -> LinearArms:
-        if len(data) < _HEADER.size:
-            raise LinearArmsCodecError("contextual state shorter than its header")
-        version, dim, max_offers, n, tick, ridge = _HEADER.unpack_from(data)
-        if version != _VERSION:
-            raise LinearArmsCodecError(f"unknown contextual state version {version}")
+        _, dim, max_offers, n, tick, ridge = read_header(
+            data, _HEADER, _VERSION, LinearArmsCodecError, "contextual state")
         try:
             state = cls(dim, ridge, max_offers)
         except ValueError as exc:

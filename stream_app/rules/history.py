@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stream_app.codec import read_header
 from stream_app.core.catalogue import CHANNELS, offer_key
 
 __all__ = [
@@ -109,11 +110,8 @@ class ContactHistory:
         """Decode stored bytes; ``None`` or empty bytes give an empty history of ``capacity``."""
         if not data:
             return cls.empty(capacity)
-        if len(data) < _HEADER.size:
-            raise HistoryCodecError("contact history shorter than its header")
-        version, stored_capacity, n = _HEADER.unpack_from(data)
-        if version != _VERSION:
-            raise HistoryCodecError(f"unknown contact history version {version}")
+        _, stored_capacity, n = read_header(
+            data, _HEADER, _VERSION, HistoryCodecError, "contact history")
         body = memoryview(data)[_HEADER.size :]
         if len(body) != n * CONTACT_DTYPE.itemsize or n > stored_capacity:
             raise HistoryCodecError("contact history length does not match its record count")
