@@ -21,7 +21,7 @@ class CliError(Exception):
 def _broker(settings: Settings):
     from stream_app.kafka.broker import LocalBroker
 
-    return LocalBroker(home=settings.kafka_home, jars_cache=settings.kafka_home.parent / ".cache",
+    return LocalBroker(home=settings.kafka_home, jars_cache=settings.cache_dir,
                        version=settings.kafka_version)
 
 
@@ -101,7 +101,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"kafka: {status['bootstrap']} (pid {status['pid']})")
     # the demo is a sandbox of its own (topics, consumer group, tables), fresh on every run
     settings = settings.with_(topic_prefix="demo-", app_id="stream-app-demo",
-                              data_dir=settings.data_dir.parent / "demo-state")
+                              data_dir=settings.cache_dir / "demo-state")
     gone = delete_topics_with_prefixes(settings, ("demo-", "stream-app-demo-"))
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     if gone:
@@ -113,7 +113,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
            "STREAM_APP_TOPIC_PREFIX": settings.topic_prefix, "STREAM_APP_ID": settings.app_id,
            "STREAM_APP_DATA_DIR": str(settings.data_dir)}
-    log_path = settings.kafka_home.parent / ".cache" / "demo-worker.log"
+    log_path = settings.cache_dir / "demo-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker"], env=env,

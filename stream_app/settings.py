@@ -22,6 +22,7 @@ class Settings:
     app_id: str = "stream-app"
     topic_prefix: str = ""
     partitions: int = 4
+    cache_dir: Path = PROJECT_ROOT / ".cache"  # broker jars, demo state and logs
     data_dir: Path = PROJECT_ROOT / ".cache" / "worker"
     kafka_home: Path = PROJECT_ROOT / ".kafka"
     kafka_version: str = "4.1.1"

@@ -37,7 +37,6 @@ class Score:
 def run_traffic(settings: Settings, customers: int, seconds: float, rate: float, seed: int,
                 days: float = 3.0) -> Score:
     sim = Simulation(Population(seed=seed, n_customers=customers), days=days, seed=seed)
-    total = sim.n_requests
     prod = producer(settings.bootstrap_servers)
     decisions = TopicReader(settings.bootstrap_servers, settings.topic("decisions"))
     deltas = TopicReader(settings.bootstrap_servers, settings.topic("delta-metrics"))
@@ -103,6 +102,4 @@ def run_traffic(settings: Settings, customers: int, seconds: float, rate: float,
     drain(0.5)
     for r in (decisions, deltas, dead):
         r.close()
-    score.requests = max(score.requests, 0)
-    _ = total
     return score

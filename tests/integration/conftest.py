@@ -19,7 +19,7 @@ import pytest
 from stream_app.kafka.broker import LocalBroker, free_port
 from stream_app.kafka.client import TopicReader, producer, send
 from stream_app.kafka.topics import create_topics
-from stream_app.settings import PROJECT_ROOT, Settings
+from stream_app.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory):
     if external:
         yield external
         return
-    broker = LocalBroker(home=tmp_path_factory.mktemp("kafka"), jars_cache=PROJECT_ROOT / ".cache",
+    broker = LocalBroker(home=tmp_path_factory.mktemp("kafka"), jars_cache=Settings().cache_dir,
                          port=free_port(), controller_port=free_port(), heap="512m")
     broker.up()
     try:
