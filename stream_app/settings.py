@@ -30,6 +30,7 @@ class Settings:
     max_message_bytes: int = 64 * 1024
     log_level: str = "info"
     seed: int = 0
+    checkpoint_every: int = 2000  # events per partition between population-state checkpoints
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +51,7 @@ class Settings:
             max_message_bytes=int(env.get("STREAM_APP_MAX_MESSAGE_BYTES", s.max_message_bytes)),
             log_level=env.get("STREAM_APP_LOG_LEVEL", s.log_level),
             seed=int(env.get("STREAM_APP_SEED", s.seed)),
+            checkpoint_every=int(env.get("STREAM_APP_CHECKPOINT_EVERY", s.checkpoint_every)),
         )
 
     def topic(self, name: str) -> str:

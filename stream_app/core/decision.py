@@ -1,14 +1,34 @@
-"""Answering a decision request, and learning from its outcome: the engine's state transitions.
+"""Answering a decision request, learning from its outcome, observing behaviour: the engine's
+state transitions, for one configuration version.
 
-Both are pure functions of (state, message) -> (state, outputs), so the Faust agents only load
-state, call them, store state and send what they return. Each decision draws its randomness from a
-generator seeded by (engine seed, request id), so replaying the same request against the same
-state gives the same decision, at any speed and in any process.
+Each is a pure function of (state, message) -> (state, outputs), except that the partition's
+population learners (``PopulationState``: River models, contextual arms, experiment statistics,
+shadow estimators) are updated in place. The Faust agents only load state, call these, store
+state and send what they return; the benchmark and the tests call them without Kafka.
 
-State is three levels of Beta evidence (``Evidence``): the customer's own arms, the arms of the
-customer's segment and the population's arms. The population levels are *partition-local*: each
-partition sees a random sample of customers (keys are hashed), so its aggregates are unbiased
-estimates of the whole population's, and a partition never waits for another.
+A decision, in order:
+
+1. **segment**: ``context.segment`` when the caller names one, else the customer's online
+   segment (``ModelSuite`` clustering of the profile), else ``"all"``;
+2. **experiments**: sticky hash assignment of the customer to an arm of every experiment of the
+   use case; a treatment may set the policy (``policy``/``params``), one offer (``offer``), a
+   framing (``framing``), a message variant (``message``, passed through), or be the control
+   group (``control``: ``no_action`` or ``random``);
+3. **routing** (unless a treatment set the policy): the router picks the policy;
+4. **candidates**: the use case's offers on this channel, the request's ``candidates``, then the
+   **business rules** (``stream_app.rules``: consent, eligibility, fatigue caps across channels,
+   cool-down, same offer within 24 h, quiet hours in the customer's time zone, validity,
+   inventory), every rule failing closed; what they removed, and why, is in ``rule_reasons``;
+5. **choice**: the policy over the eligible offers' hierarchical Beta posteriors (customer <-
+   segment <- population), with the profile's feature vector for the contextual policies;
+   ``propensity`` is the probability it had of choosing that offer;
+6. **shadow**: each challenger of the use case is asked how likely *it* was to choose the same
+   offer (Monte Carlo over ``SHADOW_DRAWS`` draws); outcomes feed their off-policy estimates.
+
+No eligible offer gives ``no_action`` with the reasons, never silence.
+
+Randomness comes from a generator seeded by (engine seed, request id), so replaying the same
+request against the same state gives the same decision, at any speed and in any process.
 """
 
 from __future__ import annotations
@@ -20,16 +40,25 @@ from typing import Any, Mapping
 import numpy as np
 
 from stream_app.core.arms import Arms
-from stream_app.core.catalogue import CHANNELS, ConfigError, EngineConfig, UseCase
+from stream_app.core.catalogue import CHANNELS, FRAMINGS, ConfigError, EngineConfig, UseCase
+from stream_app.core.customer import OPTED_OUT, CustomerState
 from stream_app.core.feedback import Feedback, PendingDecision, ignored, resolve
+from stream_app.core.population import PopulationState
 from stream_app.core.priors import HierarchicalPrior
 from stream_app.core.router import Router
+from stream_app.experiments import Assignment, Experiment, assign, parse_experiments
+from stream_app.models import customer_scores, mark_emitted, should_emit
 from stream_app.policies.base import PolicyInput
 from stream_app.policies.loss_aversion import scarcity_affinity
 from stream_app.policies.registry import CONTEXTUAL_POLICY_NAMES, make_policy
+from stream_app.profile import BANDIT_FEATURES, feature_vector, lifecycle_stage, record_contact
+from stream_app.rules import DictInventory, OfferArrays, RequestContext, evaluate
+from stream_app.rules import OUTBOUND_CHANNELS, parse_use_case_rules
 
-MODEL_VERSION = "beta-arms-v2"
+MODEL_VERSION = "beta-arms-v3"
 DEFAULT_SEGMENT = "all"
+SHADOW_DRAWS = 32  # draws of a challenger per request to estimate its probability of the offer
+SCORES_MIN_INTERVAL_S = 3600.0  # customer-scores: at most once per customer per hour
 
 
 def stable_seed(seed: int, request_id: str) -> int:
@@ -42,10 +71,13 @@ def decision_id_for(request_id: str) -> str:
     return "dc-" + hashlib.blake2b(request_id.encode(), digest_size=10).hexdigest()
 
 
-def segment_of(request: Mapping[str, Any]) -> str:
-    """The request's segment: ``context.segment`` when the caller knows it, else one segment."""
+def segment_of(request: Mapping[str, Any], profile_segment: int = -1) -> str:
+    """The request's segment: ``context.segment`` when the caller knows it, else the customer's
+    online segment, else one segment for everyone."""
     seg = (request.get("context") or {}).get("segment")
-    return str(seg) if seg not in (None, "") else DEFAULT_SEGMENT
+    if seg not in (None, ""):
+        return str(seg)
+    return str(profile_segment) if profile_segment >= 0 else DEFAULT_SEGMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +99,38 @@ class Evidence:
 class Decided:
     decision: dict[str, Any]  # the `decisions` message (latency is stamped by the caller)
     pending: PendingDecision | None  # what the outcome will be joined to; None for no_action
+    customer: CustomerState  # with the contact recorded when an offer was made
 
 
 @dataclass(frozen=True, slots=True)
 class Learned:
     evidence: Evidence  # unchanged when the feedback carries no reward (late outcome)
+    customer: CustomerState
     pending: PendingDecision  # settled
-    records: tuple[dict[str, Any], ...]  # `delta-metrics` outcome records
+    records: tuple[dict[str, Any], ...]  # `delta-metrics` records (outcome, drift)
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    customer: CustomerState
+    records: tuple[dict[str, Any], ...]  # `delta-metrics` drift records
+    scores: dict[str, Any] | None  # a `customer-scores` record when one is due
+
+
+@dataclass(frozen=True, slots=True)
+class Challenger:
+    label: str  # the name its estimates are published under
+    policy: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """A use case's rule for promoting a challenger (``promotion`` in the use case's config)."""
+
+    auto: bool = False
+    after_s: float = 3600.0
+    min_n: int = 500
 
 
 class Decider:
@@ -83,130 +140,402 @@ class Decider:
         self.config = config
         self.seed = seed
         self.router = Router.from_config(config)
-        # per (use case, channel): the offers it may show and why the others are out; built once
-        # per configuration so a request pays nothing per offer for channel availability
-        self._candidates: dict[tuple[str, str], tuple[np.ndarray, dict[str, list[str]]]] = {}
+        self.rules = parse_use_case_rules(config)
+        self.experiments: dict[str, Experiment] = parse_experiments(config.raw.get("experiments"))
+        inventory = config.raw.get("inventory") or {}
+        if not isinstance(inventory, Mapping):
+            raise ConfigError("inventory must be an object of offer id -> remaining count")
+        self.inventory = DictInventory(inventory)
+        self._offers = OfferArrays.of(config.offers)
+        # per (use case, channel): the offers it may show, their rule columns and why the others
+        # are out; built once per configuration so a request pays nothing for channel availability
+        self._candidates: dict[tuple[str, str], tuple[np.ndarray, OfferArrays, dict]] = {}
         self._offer_ids: dict[str, frozenset[str]] = {}
         self._priors: dict[str, HierarchicalPrior] = {}
         self._policies: dict[tuple, Any] = {}
+        self.challengers: dict[str, tuple[Challenger, ...]] = {}
+        self.promotion: dict[str, Promotion] = {}
+        raw_use_cases = {d.get("id"): d for d in config.raw.get("use_cases", ())
+                         if isinstance(d, Mapping)}
         for uc in config.use_cases.values():
             ids = uc.offers if uc.offers is not None else config.offer_ids
             idx = np.array([config.index_of(o) for o in ids], np.intp)
             self._offer_ids[uc.id] = frozenset(ids)
             for channel in CHANNELS:
                 shown = np.array([channel in config.offers[i].channels for i in idx], bool)
-                reasons = {config.offer_ids[i]: [f"not offered on {channel}"] for i in idx[~shown]}
-                self._candidates[uc.id, channel] = (idx[shown], reasons)
+                reasons = {config.offer_ids[i]: [f"channel: not offered on {channel}"]
+                           for i in idx[~shown]}
+                self._candidates[uc.id, channel] = (idx[shown], self._offers.take(idx[shown]),
+                                                    reasons)
             try:
                 self._priors[uc.id] = HierarchicalPrior.from_params(uc.prior)
                 self._policy(uc.policy, uc.params)
+                self.challengers[uc.id] = tuple(self._challenger(c) for c in uc.challengers)
+                self.promotion[uc.id] = _promotion(raw_use_cases.get(uc.id, {}).get("promotion"))
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"use case {uc.id!r}: {exc}") from None
         for rule in self.router.rules:
             self._policy(rule.policy, rule.params)
+        for exp in self.experiments.values():
+            if exp.use_case is not None and exp.use_case not in config.use_cases:
+                raise ConfigError(f"experiment {exp.id!r}: unknown use case {exp.use_case!r}")
+            for arm in exp.arms:
+                self._check_treatment(exp, arm.name, arm.treatment)
 
+    # -- configuration ----------------------------------------------------------------------
     def _policy(self, name: str, params: Mapping[str, Any]) -> Any:
         key = (name, tuple(sorted(params.items())))
         policy = self._policies.get(key)
         if policy is None:
-            if name in CONTEXTUAL_POLICY_NAMES:
-                raise ConfigError(f"policy {name!r} needs profile features, not wired yet")
             try:
                 policy = self._policies[key] = make_policy(name, params)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         return policy
 
-    def _candidate_indices(self, uc: UseCase, request: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
-        idx, channel_reasons = self._candidates[uc.id, request["channel"]]
+    def _challenger(self, doc: Any) -> Challenger:
+        if isinstance(doc, str):
+            doc = {"policy": doc}
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("policy"), str):
+            raise ConfigError(f"a challenger is a policy name or {{'policy': ..., 'params': ...}}:"
+                              f" {doc!r}")
+        params = dict(doc.get("params") or {})
+        self._policy(doc["policy"], params)
+        return Challenger(str(doc.get("name") or doc["policy"]), doc["policy"], params)
+
+    def _check_treatment(self, exp: Experiment, arm: str, treatment: Mapping[str, Any]) -> None:
+        where = f"experiment {exp.id!r} arm {arm!r}"
+        if "policy" in treatment:
+            self._policy(str(treatment["policy"]), dict(treatment.get("params") or {}))
+        if "offer" in treatment and treatment["offer"] not in self.config.offer_ids:
+            raise ConfigError(f"{where}: unknown offer {treatment['offer']!r}")
+        if "framing" in treatment and treatment["framing"] not in FRAMINGS:
+            raise ConfigError(f"{where}: framing must be one of {FRAMINGS}")
+
+    # -- deciding ---------------------------------------------------------------------------
+    def _candidate_indices(self, uc: UseCase, request: Mapping[str, Any]
+                           ) -> tuple[np.ndarray, OfferArrays, dict]:
+        idx, arrays, channel_reasons = self._candidates[uc.id, request["channel"]]
         asked = request.get("candidates")
         if not asked:
-            return idx, {oid: list(r) for oid, r in channel_reasons.items()}
+            return idx, arrays, {oid: list(r) for oid, r in channel_reasons.items()}
         wanted = set(asked)
         reasons = {oid: list(r) for oid, r in channel_reasons.items() if oid in wanted}
         for oid in asked:
             if oid not in self._offer_ids[uc.id]:
                 reasons.setdefault(oid, []).append("not an offer of this use case")
         keep = np.fromiter((self.config.offer_ids[i] in wanted for i in idx), bool, len(idx))
-        return idx[keep], reasons
+        return idx[keep], arrays.take(np.flatnonzero(keep)), reasons
 
-    def decide(self, request: Mapping[str, Any], evidence: Evidence) -> Decided:
-        """Answer a (schema-valid) decision request given the customer's evidence."""
+    def facts(self, customer: CustomerState, segment: str, now_ms: int) -> dict[str, Any]:
+        """What rules may read as ``profile.*``: segment, lifecycle, events, opt-out (an opt-out
+        withdraws consent on every outbound channel, whatever the request says)."""
+        p = customer.profile
+        facts: dict[str, Any] = {"segment": segment, "n_events": p.n_events,
+                                 "lifecycle_stage": lifecycle_stage(p, now_ms),
+                                 "opted_out": customer.opted_out}
+        if customer.opted_out:
+            facts.update({f"consent_{ch}": False for ch in OUTBOUND_CHANNELS})
+        return facts
+
+    def decide(self, request: Mapping[str, Any], customer: CustomerState, evidence: Evidence,
+               population: PopulationState) -> Decided:
+        """Answer a (schema-valid) decision request given the customer's state."""
         cfg = self.config
-        request_id = request["request_id"]
+        request_id, cid = request["request_id"], request["customer_id"]
         seed = stable_seed(self.seed, request_id)
-        segment = segment_of(request)
+        now = int(request["ts"])
+        segment = segment_of(request, customer.profile.segment)
         base = {
             "schema_version": 1, "decision_id": decision_id_for(request_id),
-            "request_id": request_id, "customer_id": request["customer_id"], "ts": request["ts"],
+            "request_id": request_id, "customer_id": cid, "ts": request["ts"],
             "use_case": request["use_case"], "channel": request["channel"],
-            "config_version": cfg.version, "model_version": MODEL_VERSION, "seed": seed,
-            "segment": segment, "latency_ms": 0.0,
+            "config_version": cfg.version,
+            "model_version": f"{MODEL_VERSION}+{population.suite.version}", "seed": seed,
+            "segment": segment, "experiment": None, "latency_ms": 0.0,
         }
         try:
             uc = cfg.use_case(request["use_case"])
         except ConfigError as exc:
-            return Decided(_no_action(base, "none", str(exc), {"*": [str(exc)]}), None)
-        route = self.router.route(uc.id, segment=segment, channel=request["channel"],
-                                  objective=(request.get("context") or {}).get("objective"))
-        idx, reasons = self._candidate_indices(uc, request)
+            return Decided(_no_action(base, "none", str(exc), {"*": [str(exc)]}), None, customer)
+
+        assignments = [assign(e, cid) for e in self.experiments.values() if e.applies_to(uc.id)]
+        treatment: dict[str, Any] = {}
+        for a in assignments:
+            population.stats_for(self.experiments[a.experiment_id]).add_exposure(a.arm)
+            for k, v in a.treatment.items():
+                treatment.setdefault(k, v)
+        if assignments:
+            base["experiment"] = _experiment_field(assignments)
+        if "policy" in treatment:
+            a = next(a for a in assignments if "policy" in a.treatment)
+            policy_name, params = str(treatment["policy"]), dict(treatment.get("params") or {})
+            because = f"experiment {a.experiment_id}: arm {a.arm}"
+        else:
+            route = self.router.route(uc.id, segment=segment, channel=request["channel"],
+                                      objective=(request.get("context") or {}).get("objective"))
+            policy_name, params, because = route.policy, route.params, route.because
+        if treatment.get("control") == "no_action":
+            a = next(a for a in assignments if a.control)
+            self._settle_unexposed(population, assignments)
+            reason = f"experiment {a.experiment_id}: control group (no action)"
+            return Decided(_no_action(base, "control", reason, {"*": [reason]}), None, customer)
+
+        idx, arrays, reasons = self._candidate_indices(uc, request)
+        keep = np.ones(len(idx), bool)
+        if "offer" in treatment:
+            keep &= np.array([cfg.offer_ids[i] == treatment["offer"] for i in idx], bool)
+        if "framing" in treatment:
+            keep &= np.array([cfg.offers[i].framing == treatment["framing"] for i in idx], bool)
+        for j in np.flatnonzero(~keep):
+            reasons.setdefault(cfg.offer_ids[idx[j]], []).append(
+                f"experiment: not in arm {base['experiment']['arm']}")
+        history = customer.history
+        rules = self.rules[uc.id]
+        if history.capacity != rules.history_capacity:
+            history = history.resized(rules.history_capacity)
+        eligibility = evaluate(rules, RequestContext.of(request, self.facts(customer, segment, now)),
+                               arrays, history, now, self.inventory)
+        for oid, why in eligibility.reasons.items():
+            reasons.setdefault(oid, []).extend(why)
+        keep &= eligibility.eligible
+        idx = idx[keep]
         if len(idx) == 0:
-            return Decided(_no_action(base, route.policy, route.because, reasons), None)
-        now = int(request["ts"])
+            self._settle_unexposed(population, assignments)
+            return Decided(_no_action(base, policy_name, because, reasons), None, customer)
+
         keys = cfg.offer_keys[idx]
         hl = uc.half_life_s
         all_own = evidence.customer.evidence(cfg.offer_keys, now, hl)  # whole catalogue, read once
         own = (all_own[0][idx], all_own[1][idx])
         alpha, beta = self._priors[uc.id].posterior(
             own, evidence.segment.evidence(keys, now, hl), evidence.population.evidence(keys, now, hl))
+        challengers = () if treatment else self.challengers[uc.id]
+        contextual = policy_name in CONTEXTUAL_POLICY_NAMES or any(
+            c.policy in CONTEXTUAL_POLICY_NAMES for c in challengers)
+        features = linear = None
+        if contextual:
+            context = {**(request.get("context") or {}), "channel": request["channel"]}
+            features = feature_vector(customer.profile, context, now, names=BANDIT_FEATURES)
+            linear = population.linear_for(uc.id, len(BANDIT_FEATURES))
         inp = PolicyInput(
             alpha=alpha, beta=beta, values=cfg.offer_values[idx], urgent=cfg.offer_urgent[idx],
-            pulls=float(own[0].sum() + own[1].sum()),
+            features=features, pulls=float(own[0].sum() + own[1].sum()),
             scarcity_affinity=scarcity_affinity(*all_own, cfg.offer_urgent),
+            offer_keys=keys, linear=linear,
         )
-        choice = self._policy(route.policy, route.params).choose(inp, np.random.default_rng(seed))
-        chosen = int(idx[choice.index])
+        rng = np.random.default_rng(seed)
+        if treatment.get("control") == "random":
+            policy_name, because = "random", f"{because}; control group (random offer)"
+            index, propensity, se, explore = int(rng.integers(len(idx))), 1.0 / len(idx), 0.0, True
+            scores = np.zeros(len(idx))
+        else:
+            choice = self._policy(policy_name, params).choose(inp, rng)
+            index, propensity, se = choice.index, float(choice.propensity), choice.propensity_se
+            scores, explore = choice.scores, bool(choice.explore)
+        chosen = int(idx[index])
         mean = alpha / (alpha + beta)
-        order = np.argsort(-choice.scores, kind="stable")
+        shadow = {c.label: self._probability(c, inp, index, seed) for c in challengers}
+        order = np.argsort(-scores, kind="stable")
+        values = cfg.offer_values[idx]
         decision = {
             **base, "action": "offer", "offer_id": cfg.offer_ids[chosen],
-            "ranked": [{"offer_id": cfg.offer_ids[idx[j]], "score": round(float(choice.scores[j]), 6)}
-                       for j in order],
-            "propensity": float(choice.propensity), "propensity_se": round(choice.propensity_se, 6),
-            "predicted": float(mean[choice.index]), "policy": route.policy,
-            "routed_because": route.because, "explore": bool(choice.explore), "rule_reasons": reasons,
+            "ranked": [{"offer_id": cfg.offer_ids[idx[j]], "score": round(float(scores[j]), 6),
+                        "expected_value": round(float(mean[j] * values[j]), 6)} for j in order],
+            "propensity": propensity, "propensity_se": round(se, 6),
+            "predicted": float(mean[index]), "policy": policy_name, "routed_because": because,
+            "explore": explore, "rule_reasons": reasons, "shadow": shadow or None,
         }
+        if "message" in treatment:
+            decision["message"] = treatment["message"]
         pending = PendingDecision.from_decision(
             decision, segment=segment, attribution_window_s=uc.attribution_window_s,
-            best_predicted=float(mean.max()))
-        return Decided(decision, pending)
+            best_predicted=float(mean.max()),
+            experiments=[[a.experiment_id, a.arm] for a in assignments], shadow=shadow,
+            features=features)
+        contacted = customer.replace(
+            profile=record_contact(customer.profile, request["channel"], now),
+            history=history.record(now, int(cfg.offer_keys[chosen]), request["channel"]))
+        return Decided(decision, pending, contacted)
 
-    def _half_life(self, use_case: str) -> float | None:
-        uc = self.config.use_cases.get(use_case)
-        return uc.half_life_s if uc is not None else None
+    def _probability(self, challenger: Challenger, inp: PolicyInput, index: int, seed: int) -> float:
+        """How likely the challenger was to choose candidate ``index`` (Monte Carlo)."""
+        policy = self._sampler(challenger)
+        rng = np.random.default_rng(stable_seed(seed, challenger.label))
+        first = policy.choose(inp, rng)
+        if first.propensity_se == 0.0 and first.propensity == 1.0:  # deterministic, no ties
+            return float(first.index == index)
+        hits = int(first.index == index) + sum(
+            policy.choose(inp, rng).index == index for _ in range(SHADOW_DRAWS - 1))
+        return hits / SHADOW_DRAWS
 
-    def _apply(self, evidence: Evidence, fb: Feedback, now_ms: int) -> Learned:
-        if fb.reward is not None:
-            evidence = evidence.updated(fb.pending.offer_key, fb.reward, now_ms,
-                                        self._half_life(fb.pending.use_case))
-        return Learned(evidence, fb.pending, fb.records)
+    def _sampler(self, challenger: Challenger) -> Any:
+        """The challenger's policy, without its own propensity estimate where it has one (each
+        draw then costs one sample instead of hundreds: only the choice is needed here)."""
+        try:
+            return self._policy(challenger.policy, {**challenger.params, "propensity_draws": 1})
+        except ConfigError:
+            return self._policy(challenger.policy, challenger.params)
 
-    def learn(self, evidence: Evidence, pending: PendingDecision, outcome: Mapping[str, Any]) -> Learned:
-        """Join an outcome to its pending decision: update the arms once, measure the delta."""
-        return self._apply(evidence, resolve(pending, outcome), int(outcome["ts"]))
+    def _settle_unexposed(self, population: PopulationState, assignments: list[Assignment]) -> None:
+        """No offer was made (control group, or nothing eligible): the arm's outcome is 0 now."""
+        for a in assignments:
+            population.stats_for(self.experiments[a.experiment_id]).add_outcome(a.arm, 0.0, 0.0)
 
-    def expire(self, evidence: Evidence, pending: PendingDecision) -> Learned:
+    # -- learning ---------------------------------------------------------------------------
+    def learn(self, evidence: Evidence, customer: CustomerState, pending: PendingDecision,
+              outcome: Mapping[str, Any], population: PopulationState) -> Learned:
+        """Join an outcome to its pending decision: update arms and models once, measure the
+        delta, count it for its experiments and its challengers."""
+        value = float(outcome.get("value") or 0.0)
+        return self._apply(evidence, customer, resolve(pending, outcome), int(outcome["ts"]),
+                           value, population)
+
+    def expire(self, evidence: Evidence, customer: CustomerState, pending: PendingDecision,
+               population: PopulationState) -> Learned:
         """The attribution window closed without an outcome: the offer was ignored (reward 0)."""
-        return self._apply(evidence, ignored(pending), pending.expires_at_ms)
+        return self._apply(evidence, customer, ignored(pending), pending.expires_at_ms, 0.0,
+                           population)
+
+    def _apply(self, evidence: Evidence, customer: CustomerState, fb: Feedback, now_ms: int,
+               value: float, population: PopulationState) -> Learned:
+        records = list(fb.records)
+        if fb.reward is not None:
+            p, reward = fb.pending, fb.reward
+            uc = self.config.use_cases.get(p.use_case)
+            evidence = evidence.updated(p.offer_key, reward, now_ms,
+                                        uc.half_life_s if uc is not None else None)
+            urgent = p.offer_id in self.config.offer_ids and \
+                bool(self.config.offer_urgent[self.config.index_of(p.offer_id)])
+            profile, drift = population.suite.observe_outcome(
+                customer.profile, p.offer_id, urgent, reward, now_ms,
+                context={"channel": p.channel} if p.channel else None,
+                decided_ms=p.decided_at_ms, value=value)
+            customer = customer.replace(profile=profile)
+            records += drift
+            if p.features is not None:
+                population.linear_for(p.use_case, len(p.features)).update(
+                    p.offer_key, np.asarray(p.features, np.float64), reward)
+            for exp_id, arm in p.experiments or ():
+                exp = self.experiments.get(exp_id)
+                if exp is not None and arm in exp.arm_names:
+                    population.stats_for(exp).add_outcome(arm, reward, value)
+            if p.propensity > 0:
+                for label, q in (p.shadow or {}).items():
+                    population.shadow_for(f"{p.use_case}/{label}", label, p.policy).add(
+                        p.propensity, q, reward)
+        return Learned(evidence, customer, fb.pending, tuple(records))
+
+    # -- observing behaviour ----------------------------------------------------------------
+    def observe(self, customer: CustomerState, interaction: Mapping[str, Any],
+                population: PopulationState) -> Observed:
+        """An interaction: update the profile and the models (O(1) in the number of customers),
+        count guardrail events (an interaction type named by an experiment guardrail, e.g.
+        ``opt_out`` or ``complaint``) and say whether the customer's scores are due."""
+        suite = population.suite
+        profile, drift = suite.observe_interaction(customer.profile, interaction)
+        kind, ts, cid = interaction["type"], int(interaction["ts"]), interaction["customer_id"]
+        flags = customer.flags | (OPTED_OUT if kind == "opt_out" else 0)
+        for exp in self.experiments.values():
+            if exp.enabled and any(g.metric == kind for g in exp.guardrails):
+                population.stats_for(exp).add_guardrail_event(assign(exp, cid).arm, kind)
+        scores = None
+        due = profile.emitted_dominant < 0 or \
+            (ts - profile.last_emit_ms) >= SCORES_MIN_INTERVAL_S * 1000
+        if due:
+            candidate = customer_scores(profile, suite, ts, cid)
+            if should_emit(profile, candidate, ts, min_interval_s=SCORES_MIN_INTERVAL_S):
+                scores = {"schema_version": 1, **candidate}
+                profile = mark_emitted(profile, candidate, ts)
+        return Observed(CustomerState(profile, customer.history, flags), tuple(drift), scores)
+
+    # -- in-stream statistics ---------------------------------------------------------------
+    def snapshots(self, population: PopulationState, ts: int, partition: int
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
+        """``delta-metrics`` records of the partition's experiments, shadow estimators and
+        segments at event time ``ts``, and the keys (``use case/challenger``) of challengers
+        whose automatic promotion became due."""
+        out: list[dict[str, Any]] = []
+        due: list[str] = []
+        for exp in self.experiments.values():
+            stats = population.stats_for(exp)
+            if stats.table[:, 0].sum() > 0:
+                out.append({"schema_version": 1, **stats.snapshot(ts), "partition": partition})
+        for key, est in population.shadow.items():
+            use_case, _, label = key.partition("/")
+            rule = self.promotion.get(use_case)
+            if est.n == 0 or rule is None or label not in {c.label for c in
+                                                           self.challengers.get(use_case, ())}:
+                continue
+            watch = population.watch_for(key, rule.after_s)
+            watch.min_n = rule.min_n
+            is_due = watch.observe(est, ts)
+            record = {"schema_version": 1, **est.snapshot(ts, use_case), "partition": partition,
+                      "promotion": {"due": is_due, "auto": rule.auto, "after_s": rule.after_s,
+                                    "beating_since_ms": watch.since_ms}}
+            out.append(record)
+            if is_due and rule.auto and key not in population.promoted:
+                population.promoted[key] = ts
+                due.append(key)
+        if population.suite.segmenter is not None:
+            for row in population.suite.segment_report(ts):
+                if row["size"] or row["shown"]:
+                    out.append({"schema_version": 1, **row, "segment": str(row["segment"]),
+                                "partition": partition})
+        return out, due
+
+    def promoted_config(self, key: str) -> dict[str, Any]:
+        """The engine config with challenger ``key`` (``use case/label``) as the use case's
+        policy and the old champion as a challenger: promotion is a config change, audited on
+        ``engine-config`` like any other."""
+        use_case, _, label = key.partition("/")
+        challenger = next(c for c in self.challengers[use_case] if c.label == label)
+        raw = dict(self.config.raw)
+        use_cases = []
+        for doc in raw.get("use_cases", ()):
+            doc = dict(doc)
+            if doc.get("id") == use_case:
+                old = {"policy": doc.get("policy", "thompson"), "params": doc.get("params", {}),
+                       "name": f"previous-{doc.get('policy', 'thompson')}"}
+                doc["policy"], doc["params"] = challenger.policy, dict(challenger.params)
+                doc["challengers"] = [c for c in doc.get("challengers", ())
+                                      if (c if isinstance(c, str) else c.get("name") or
+                                          c.get("policy")) != label] + [old]
+            use_cases.append(doc)
+        raw["use_cases"] = use_cases
+        raw["version"] = f"{self.config.version}+promoted:{key}"
+        return raw
+
+
+def _promotion(doc: Any) -> Promotion:
+    if doc is None:
+        return Promotion()
+    if not isinstance(doc, Mapping):
+        raise ValueError("promotion must be an object {auto, after_s, min_n}")
+    auto, after, min_n = doc.get("auto", False), doc.get("after_s", 3600.0), doc.get("min_n", 500)
+    if not isinstance(auto, bool):
+        raise ValueError("promotion.auto must be true or false")
+    if isinstance(after, bool) or not isinstance(after, (int, float)) or after < 0:
+        raise ValueError("promotion.after_s must be a number >= 0")
+    if isinstance(min_n, bool) or not isinstance(min_n, int) or min_n < 1:
+        raise ValueError("promotion.min_n must be an integer >= 1")
+    return Promotion(auto, float(after), min_n)
+
+
+def _experiment_field(assignments: list[Assignment]) -> dict[str, Any]:
+    first = assignments[0].as_dict()
+    if len(assignments) > 1:
+        first["others"] = [a.as_dict() for a in assignments[1:]]
+    return first
 
 
 def _no_action(base: dict, policy: str, because: str, reasons: dict) -> dict[str, Any]:
     return {
         **base, "action": "no_action", "offer_id": None, "ranked": [], "propensity": 1.0,
         "propensity_se": 0.0, "predicted": 0.0, "policy": policy, "routed_because": because,
-        "explore": False, "rule_reasons": reasons,
+        "explore": False, "rule_reasons": reasons, "shadow": None,
     }
 
 
-__all__ = ["Decided", "Decider", "Evidence", "Learned", "decision_id_for", "segment_of",
-           "stable_seed"]
+__all__ = ["Challenger", "Decided", "Decider", "Evidence", "Learned", "Observed", "Promotion",
+           "decision_id_for", "segment_of", "stable_seed"]

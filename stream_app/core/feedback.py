@@ -49,7 +49,7 @@ __all__ = ["REWARD", "TIMER", "Feedback", "PendingCodecError", "PendingDecision"
 
 REWARD = {"clicked": 1.0, "accepted": 1.0, "converted": 1.0, "dismissed": 0.0, "ignored": 0.0}
 TIMER = "timer"  # ``settled_by`` of a decision the attribution window closed on
-_VERSION = 1
+_VERSION = 2  # 2: experiments, shadow, features
 
 
 class PendingCodecError(ValueError):
@@ -83,6 +83,9 @@ class PendingDecision:
     channel: str | None = None
     settled_by: str | None = None  # None while open; the outcome type, or TIMER
     settled_at_ms: int | None = None
+    experiments: list | None = None  # [[experiment id, arm], ...] the customer was assigned
+    shadow: dict | None = None  # challenger name -> its probability of choosing this offer
+    features: list | None = None  # the feature vector the decision saw (contextual learning)
 
     @property
     def is_settled(self) -> bool:
@@ -95,7 +98,8 @@ class PendingDecision:
     @classmethod
     def from_decision(
         cls, decision: Mapping[str, Any], *, segment: str, attribution_window_s: float,
-        best_predicted: float | None = None,
+        best_predicted: float | None = None, experiments: list | None = None,
+        shadow: dict | None = None, features: Any = None,
     ) -> PendingDecision:
         """The pending half of an offered ``decisions`` message (``action == "offer"``)."""
         ts = int(decision["ts"])
@@ -105,6 +109,8 @@ class PendingDecision:
             float(decision["propensity"]), ts, ts + int(round(attribution_window_s * 1000)),
             experiment_arm=(decision.get("experiment") or {}).get("arm"),
             best_predicted=best_predicted, channel=decision.get("channel"),
+            experiments=experiments or None, shadow=shadow or None,
+            features=None if features is None else [round(float(v), 6) for v in features],
         )
 
     def encode(self) -> bytes:

@@ -60,6 +60,10 @@ _KIND = "model-suite"
 @dataclass(frozen=True, slots=True)
 class SuiteConfig:
     classifiers: tuple[str, ...] = candidates.DEFAULT_CLASSIFIERS
+    # per-offer propensity models: one per offer, so their size multiplies by the catalogue; a
+    # Hoeffding tree keeps per-leaf statistics of every feature (~0.6 MB pickled), a logistic
+    # regression a few kB. None: the same candidates as ``classifiers``.
+    propensity_classifiers: tuple[str, ...] | None = ("logreg",)
     regressors: tuple[str, ...] = candidates.DEFAULT_REGRESSORS
     window: int = 500  # examples the selection metric remembers
     min_select: int = 50
@@ -102,8 +106,8 @@ class ModelSuite:
             "drift_grace": c.drift_grace, "drift_min_increase": c.drift_min_increase,
         }  # fmt: skip
 
-    def _classifier(self, name: str) -> ModelSelector:
-        models = candidates.classifiers(self.config.seed, self.config.classifiers)
+    def _classifier(self, name: str, names: tuple[str, ...] | None = None) -> ModelSelector:
+        models = candidates.classifiers(self.config.seed, names or self.config.classifiers)
         return ModelSelector(name, models, "classification", **self._selector_settings())
 
     def _selectors(self) -> list[ModelSelector]:
@@ -239,7 +243,8 @@ class ModelSuite:
         events = self.engagement_model.learn(base, reward > 0, ts)
         model = self.propensity_models.get(offer_id)
         if model is None:
-            model = self.propensity_models[offer_id] = self._classifier(f"propensity/{offer_id}")
+            model = self.propensity_models[offer_id] = self._classifier(
+                f"propensity/{offer_id}", self.config.propensity_classifiers)
         x = base | offer_features(profile, key, urgent, at, cfg)
         events += model.learn(x, reward > 0, ts)
         self.report.outcome(profile.segment, float(reward > 0), value)

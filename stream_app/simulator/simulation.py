@@ -47,6 +47,7 @@ from stream_app.simulator.segments import SPEND_CATEGORIES
 FATIGUE_WEIGHT = 0.45  # logit lost per recent contact
 DISMISS_SHARE = 0.3  # of non-responses on interactive channels that are explicit dismissals
 _INTERACTIVE = {"app", "web", "whatsapp"}
+_OUTBOUND = {"email", "sms", "whatsapp", "voice"}  # channels that need the customer's consent
 _CH = {c: i for i, c in enumerate(CHANNELS)}
 
 
@@ -136,6 +137,9 @@ class Simulation:
         context: dict[str, Any] = {"page": PAGES[rq.page[j]]}
         if rq.device[j] >= 0:
             context["device"] = DEVICES[rq.device[j]]
+        channel = CHANNELS[rq.channel[j]]
+        if channel in _OUTBOUND:  # the channel system passes the consent it holds
+            context[f"consent_{channel}"] = True
         return {
             "request_id": f"{self._prefix}{j}",
             "customer_id": pop.customer_id(int(rq.customer[j])),

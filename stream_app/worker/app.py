@@ -1,10 +1,14 @@
 """The Faust worker: short loops of decode -> load state -> call the core -> store -> send.
 
 Tables (RocksDB through rocksdict, changelog-backed, so a restarted or rebalanced worker
-recovers them): ``arms`` (customer id -> packed Beta evidence, plus the partition-local segment
-and population arms), ``pending`` (decision id -> the decision an outcome will be joined to) and
-``seen`` (customer -> the outcome ids already applied). The input topics are co-partitioned by customer id,
-so a customer's requests, outcomes and state meet on one worker.
+recovers them): ``customers`` (customer id -> profile + contact history, ``CustomerState``),
+``arms`` (customer id -> packed Beta evidence, plus the partition-local segment and population
+arms), ``pending`` (decision id -> the decision an outcome will be joined to), ``seen``
+(customer -> the outcome ids already applied) and ``models`` (the partition's population state:
+River models, contextual arms, experiment statistics, shadow estimators; checkpointed every
+``checkpoint_every`` events of the partition, see ``core/population.py``). The input topics are
+co-partitioned by customer id, so a customer's requests, interactions, outcomes and state meet
+on one worker.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ import orjson
 import structlog
 
 from stream_app.core.arms import Arms
+from stream_app.core.customer import CustomerCodecError, CustomerState
 from stream_app.core.dedup import DedupWindow
 from stream_app.core.feedback import PendingCodecError, PendingDecision
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
+from stream_app.core.population import PopulationState
+from stream_app.worker import checkpoints
 from stream_app.deadletter import dead_letter
 from stream_app.schemas import Contract, InvalidMessage
 from stream_app.settings import Settings
@@ -69,6 +76,7 @@ def build_app(settings: Settings) -> faust.App:
 
     requests, outcomes, interactions = topic("decision-requests"), topic("outcomes"), topic("interactions")
     decisions, deltas, dead = topic("decisions"), topic("delta-metrics"), topic("dead-letter")
+    scores_topic, config_topic = topic("customer-scores"), topic("engine-config")
 
     arms_table = app.Table("arms", default=None, partitions=settings.partitions,
                            key_type=bytes, value_type=bytes)
@@ -76,6 +84,10 @@ def build_app(settings: Settings) -> faust.App:
                               key_type=bytes, value_type=bytes)
     seen_table = app.Table("seen", default=None, partitions=settings.partitions,
                            key_type=bytes, value_type=bytes)
+    customers_table = app.Table("customers", default=None, partitions=settings.partitions,
+                                key_type=bytes, value_type=bytes)
+    models_table = app.Table("models", default=None, partitions=settings.partitions,
+                             key_type=bytes, value_type=bytes)
 
     feed = ConfigFeed(settings.bootstrap_servers, settings.topic("engine-config"),
                       settings.topic("dead-letter"), contract)
@@ -152,6 +164,49 @@ def build_app(settings: Settings) -> faust.App:
                 log.warning("pending_unreadable", partition=partition, count=unreadable)
         return clock
 
+    populations: dict[int, PopulationState] = {}
+
+    def population_for(partition: int) -> PopulationState:
+        """The partition's population learners: restored from its checkpoint on the first event
+        since start / rebalance (the table reads the current event's partition)."""
+        population = populations.get(partition)
+        if population is None:
+            try:
+                population = checkpoints.load(models_table)
+            except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint: learn afresh
+                log.warning("checkpoint_unreadable", partition=partition, error=str(exc))
+                population = None
+            if population is None:
+                population = PopulationState(seed=settings.seed)
+            else:
+                log.info("checkpoint_restored", partition=partition,
+                         model_version=population.suite.version)
+            populations[partition] = population
+        return population
+
+    def learned_from(partition: int) -> PopulationState:
+        """Count one learning event; checkpoint the partition's population every N of them."""
+        population = population_for(partition)
+        population.events += 1
+        if population.events >= settings.checkpoint_every:
+            started = time.perf_counter()
+            checkpoints.store(models_table, population)
+            population.events = 0
+            log.info("checkpoint_stored", partition=partition,
+                     model_version=population.suite.version,
+                     ms=round((time.perf_counter() - started) * 1000, 1))
+        return population
+
+    def load_customer(customer_id: str) -> CustomerState:
+        try:
+            return CustomerState.decode(customers_table.get(customer_id.encode()))
+        except CustomerCodecError as exc:  # written by an incompatible version: start over
+            log.warning("customer_unreadable", customer_id=customer_id, error=str(exc))
+            return CustomerState.empty()
+
+    def store_customer(customer_id: str, customer: CustomerState) -> None:
+        customers_table[customer_id.encode()] = customer.encode()
+
     def load_evidence(customer_id: str, segment: str) -> Evidence:
         return Evidence(Arms.decode(arms_table.get(customer_id.encode())),
                         Arms.decode(arms_table.get(SEGMENT_KEY + segment.encode())),
@@ -164,8 +219,11 @@ def build_app(settings: Settings) -> faust.App:
 
     async def publish(clock: PartitionClock, records: tuple[dict, ...] | list[dict]) -> None:
         for record in records:
-            clock.rollups.add(record)
-            await deltas.send(key=record["customer_id"].encode(), value=_dumps(record))
+            if record.get("kind") == "outcome":
+                clock.rollups.add(record)
+                await deltas.send(key=record["customer_id"].encode(), value=_dumps(record))
+            else:  # drift and other population-level records
+                await deltas.send(key=record["kind"].encode(), value=_dumps(record))
 
     def keep(partition: int, clock: PartitionClock, pending: PendingDecision) -> None:
         """Store a pending decision and set its timer (expiry while open, forgetting once settled)."""
@@ -175,8 +233,10 @@ def build_app(settings: Settings) -> faust.App:
     async def settle(partition: int, clock: PartitionClock, learned: Learned) -> None:
         """Store what an outcome or an expired window taught, keep the decision, publish deltas."""
         store_evidence(learned.pending.customer_id, learned.pending.segment, learned.evidence)
+        store_customer(learned.pending.customer_id, learned.customer)
         keep(partition, clock, learned.pending)
         await publish(clock, learned.records)
+        learned_from(partition)
 
     async def advance(partition: int, ts: int, decider: Decider) -> PartitionClock:
         """Move the partition's event time: fire due attribution timers, close roll-up windows."""
@@ -190,11 +250,24 @@ def build_app(settings: Settings) -> faust.App:
             if pending.is_settled:  # grace period over: late outcomes are no longer recognised
                 del pending_table[key]
                 continue
-            await settle(partition, clock,
-                         decider.expire(load_evidence(pending.customer_id, pending.segment), pending))
-        for rollup in clock.rollups.flush(clock.timers.watermark_ms):
+            await settle(partition, clock, decider.expire(
+                load_evidence(pending.customer_id, pending.segment),
+                load_customer(pending.customer_id), pending, population_for(partition)))
+        closed = clock.rollups.flush(clock.timers.watermark_ms)
+        for rollup in closed:
             await deltas.send(key=b"rollup", value=_dumps(rollup))
+        if closed:  # a roll-up window closed: publish the partition's in-stream statistics
+            await publish_snapshots(partition, clock.timers.watermark_ms, decider)
         return clock
+
+    async def publish_snapshots(partition: int, ts: int, decider: Decider) -> None:
+        records, due = decider.snapshots(population_for(partition), ts, partition)
+        for record in records:
+            await deltas.send(key=record["kind"].encode(), value=_dumps(record))
+        for key in due:  # automatic promotion: a config change like any other, audited
+            doc = decider.promoted_config(key)
+            log.info("challenger_promoted", challenger=key, version=doc["version"])
+            await config_topic.send(key=b"engine", value=_dumps(doc))
 
     async def handle_answer(event: faust.EventT) -> None:
         started = time.perf_counter()
@@ -207,10 +280,14 @@ def build_app(settings: Settings) -> faust.App:
         if pending_table.get(decision_id_for(request["request_id"]).encode()) is not None:
             log.info("request_duplicate", request_id=request["request_id"])
             return
-        segment = segment_of(request)
-        decided = decider.decide(request, load_evidence(request["customer_id"], segment))
+        cid = request["customer_id"]
+        customer = load_customer(cid)
+        segment = segment_of(request, customer.profile.segment)
+        decided = decider.decide(request, customer, load_evidence(cid, segment),
+                                 population_for(partition))
         if decided.pending is not None:
             keep(partition, clock, decided.pending)
+            store_customer(cid, decided.customer)
         decision = decided.decision
         decision["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
         await decisions.send(key=request["customer_id"].encode(), value=_dumps(decision))
@@ -243,7 +320,9 @@ def build_app(settings: Settings) -> faust.App:
             return
         seen.remember(outcome["outcome_id"])
         seen_table[seen_key] = seen.encode()
-        await settle(partition, clock, decider.learn(load_evidence(cid, pending.segment), pending, outcome))
+        await settle(partition, clock, decider.learn(
+            load_evidence(cid, pending.segment), load_customer(cid), pending, outcome,
+            population_for(partition)))
 
     @app.agent(outcomes)
     async def learn(stream: faust.StreamT) -> None:
@@ -251,13 +330,24 @@ def build_app(settings: Settings) -> faust.App:
             await guarded(handle_learn, event)
 
     async def handle_observe(event: faust.EventT) -> None:
-        try:  # interactions need no config: they only move event time until profiles are wired
-            interaction = decode("interactions", event)
-        except InvalidMessage as exc:
-            await reject_event(str(exc), event)
+        accepted = await accept("interactions", event)
+        if accepted is None:
             return
-        if feed.loaded.is_set() and state["decider"] is not None:
-            await advance(event.message.partition, interaction["ts"], state["decider"])
+        interaction, decider = accepted
+        partition = event.message.partition
+        await advance(partition, interaction["ts"], decider)
+        cid = interaction["customer_id"]
+        try:
+            observed = decider.observe(load_customer(cid), interaction, population_for(partition))
+        except ValueError as exc:  # an interaction the profile cannot take (e.g. a bad amount)
+            await reject_event(f"interaction rejected: {exc}", event)
+            return
+        store_customer(cid, observed.customer)
+        learned_from(partition)
+        for record in observed.records:
+            await deltas.send(key=record["kind"].encode(), value=_dumps(record))
+        if observed.scores is not None:
+            await scores_topic.send(key=cid.encode(), value=_dumps(observed.scores))
 
     @app.agent(interactions)
     async def observe(stream: faust.StreamT) -> None:

@@ -121,7 +121,9 @@ TWO_OFFERS = {
         {"id": "cashback", "category": "cards", "value": 1.0},
         {"id": "travel", "category": "travel", "value": 1.0, "framing": "urgency"},
     ],
-    "use_cases": [{"id": "default", "policy": "thompson", "attribution_window_s": 600}],
+    # the tests look at one customer's repeated decisions: no "same offer within 24 h" rule
+    "use_cases": [{"id": "default", "policy": "thompson", "attribution_window_s": 600,
+                   "rules": {"fatigue": {"same_offer_s": 0}}}],
 }
 
 
