@@ -1,0 +1,267 @@
+"""The decision core end to end, without Kafka: rules before the policy, experiments, shadow
+challengers, contextual policies, profiles and models, and the records they publish."""
+
+from __future__ import annotations
+
+import jsonschema
+import numpy as np
+import pytest
+
+from stream_app.core.catalogue import ConfigError, parse_config
+from stream_app.core.customer import CustomerState
+from stream_app.core.decision import Decider, Evidence
+from stream_app.core.population import PopulationState
+from stream_app.models.suite import ModelSuite, SuiteConfig
+from stream_app.schemas import Contract
+
+SCHEMAS = Contract.load().schemas
+_VALIDATORS = {name: jsonschema.Draft7Validator(schema) for name, schema in SCHEMAS.items()}
+
+
+def _valid(message: dict, topic: str) -> None:
+    _VALIDATORS[topic].validate(message)
+
+T0 = 1_764_000_000_000
+HOUR = 3_600_000
+
+OFFERS = [{"id": "cashback", "value": 1.0}, {"id": "travel", "value": 3.0, "framing": "urgency"},
+          {"id": "dining", "value": 2.0}]
+
+
+def _config(**use_case) -> dict:
+    return {"version": "t1", "offers": OFFERS,
+            "use_cases": [{"id": "default", "policy": "thompson", "attribution_window_s": 600,
+                           **use_case}]}
+
+
+def _population() -> PopulationState:
+    return PopulationState(ModelSuite(SuiteConfig(classifiers=("logreg",), regressors=("mean",))))
+
+
+def _request(i: int = 0, customer: str = "c-1", ts: int = T0, channel: str = "app", **extra):
+    return {"request_id": f"r-{customer}-{i}", "customer_id": customer, "ts": ts,
+            "channel": channel, "use_case": "default", **extra}
+
+
+class World:
+    """Dict-backed state, keyed as the worker keys its tables (one partition)."""
+
+    def __init__(self, config: dict, seed: int = 0) -> None:
+        self.decider = Decider(parse_config(config), seed=seed)
+        self.population = _population()
+        self.customers: dict[str, CustomerState] = {}
+        self.arms: dict[str, Evidence] = {}
+
+    def decide(self, request: dict):
+        customer = self.customers.get(request["customer_id"], CustomerState.empty())
+        evidence = self.arms.get(request["customer_id"], Evidence.empty())
+        decided = self.decider.decide(request, customer, evidence, self.population)
+        _valid(decided.decision, "decisions")
+        self.customers[request["customer_id"]] = decided.customer
+        return decided
+
+    def answer(self, decided, kind: str = "clicked", dt: int = 5_000):
+        p = decided.pending
+        outcome = {"outcome_id": f"o-{p.decision_id}", "decision_id": p.decision_id,
+                   "customer_id": p.customer_id, "ts": p.decided_at_ms + dt, "type": kind}
+        learned = self.decider.learn(self.arms.get(p.customer_id, Evidence.empty()),
+                                     self.customers[p.customer_id], p, outcome, self.population)
+        for record in learned.records:
+            _valid(record, "delta-metrics")
+        self.arms[p.customer_id] = learned.evidence
+        self.customers[p.customer_id] = learned.customer
+        return learned
+
+    def observe(self, interaction: dict):
+        customer = self.customers.get(interaction["customer_id"], CustomerState.empty())
+        observed = self.decider.observe(customer, interaction, self.population)
+        self.customers[interaction["customer_id"]] = observed.customer
+        return observed
+
+
+# -- rules ----------------------------------------------------------------------------------
+
+def test_outbound_channel_without_consent_gets_no_action_with_the_reason():
+    world = World(_config())
+    d = world.decide(_request(channel="sms")).decision
+    assert d["action"] == "no_action" and d["offer_id"] is None
+    assert all(any(r.startswith("consent: sms consent missing") for r in why)
+               for why in d["rule_reasons"].values())
+    ok = world.decide(_request(1, channel="sms", context={"consent_sms": True})).decision
+    assert ok["action"] == "offer"
+
+
+def test_an_opt_out_withdraws_consent_whatever_the_request_says():
+    world = World(_config())
+    world.observe({"event_id": "e1", "customer_id": "c-1", "ts": T0, "type": "opt_out"})
+    d = world.decide(_request(channel="email", ts=T0 + 1, context={"consent_email": True})).decision
+    assert d["action"] == "no_action"
+    assert "consent: email consent withdrawn (consent_email)" in d["rule_reasons"]["cashback"]
+    assert world.decide(_request(2, channel="app", ts=T0 + 2)).decision["action"] == "offer"
+
+
+def test_the_same_offer_is_not_shown_twice_within_24_hours():
+    world = World(_config(offers=["cashback", "dining"]))
+    first = world.decide(_request(0)).decision
+    second = world.decide(_request(1, ts=T0 + HOUR)).decision
+    assert second["offer_id"] != first["offer_id"]
+    assert second["rule_reasons"][first["offer_id"]] == ["fatigue: same offer within 24h"]
+    third = world.decide(_request(2, ts=T0 + 2 * HOUR)).decision
+    assert third["action"] == "no_action"  # both shown within the day: never silence
+    assert world.decide(_request(3, ts=T0 + 25 * HOUR)).decision["action"] == "offer"
+
+
+def test_a_global_cap_across_channels_limits_contacts():
+    cap = {"fatigue": {"global_cap": {"max": 2, "window_s": 86400}, "same_offer_s": 0}}
+    world = World(_config(rules=cap))
+    ctx = {"consent_email": True, "consent_sms": True}
+    answers = [world.decide(_request(i, ts=T0 + i * 1000, channel=ch, context=ctx)).decision
+               for i, ch in enumerate(["email", "sms", "app"])]
+    assert [a["action"] for a in answers] == ["offer", "offer", "no_action"]
+    assert any("cap" in r for r in answers[2]["rule_reasons"]["cashback"])
+
+
+def test_bad_rules_are_a_config_error():
+    with pytest.raises(ConfigError, match="cooldown_s"):
+        Decider(parse_config(_config(rules={"fatigue": {"cooldown_s": -5}})))
+
+
+# -- experiments ----------------------------------------------------------------------------
+
+def _experiment(**extra) -> dict:
+    return {"id": "exp", "use_case": "default", "min_n": 2,
+            "arms": [{"name": "ts", "treatment": {}},
+                     {"name": "greedy", "treatment": {"policy": "epsilon_greedy",
+                                                      "params": {"epsilon": 0.0}}}], **extra}
+
+
+def test_experiment_arms_are_sticky_and_their_treatment_is_applied():
+    world = World({**_config(), "experiments": [_experiment(control={"share": 0.2})]})
+    seen: dict[str, set] = {}
+    for i in range(300):
+        cid = f"c-{i % 60}"
+        d = world.decide(_request(i, customer=cid, ts=T0 + i)).decision
+        seen.setdefault(cid, set()).add(d["experiment"]["arm"])
+        if d["experiment"]["arm"] == "control":
+            assert d["action"] == "no_action" and "control group" in d["routed_because"]
+        elif d["experiment"]["arm"] == "greedy":
+            assert d["policy"] == "epsilon_greedy" and d["routed_because"] == "experiment exp: arm greedy"
+        elif d["action"] == "offer":
+            assert d["policy"] == "thompson"
+    assert all(len(arms) == 1 for arms in seen.values())  # sticky
+    stats = world.population.stats_for(world.decider.experiments["exp"])
+    assert stats.table[:, 0].sum() == 300  # every request is an exposure of one arm
+
+
+def test_experiment_statistics_are_published_in_the_stream():
+    world = World({**_config(rules={"fatigue": {"same_offer_s": 0}}),
+                   "experiments": [_experiment()]})
+    for i in range(200):
+        decided = world.decide(_request(i, customer=f"c-{i % 50}", ts=T0 + i * 1000))
+        if decided.pending is not None:
+            world.answer(decided, "clicked" if i % 3 == 0 else "dismissed")
+    records, due = world.decider.snapshots(world.population, T0 + 300_000, partition=0)
+    (exp,) = [r for r in records if r["kind"] == "experiment"]
+    _valid(exp, "delta-metrics")
+    assert exp["experiment_id"] == "exp" and exp["anytime_valid"] and due == []
+    assert sum(a["outcomes"] for a in exp["arms"]) == 200
+    assert "lift" in exp["arms"][1] and exp["srm"] is not None
+
+
+def test_guardrail_events_are_counted_from_interactions():
+    exp = _experiment(guardrails=[{"metric": "opt_out", "max_rate": 0.01}])
+    world = World({**_config(), "experiments": [exp]})
+    world.decide(_request(0, customer="c-9"))
+    world.observe({"event_id": "e", "customer_id": "c-9", "ts": T0 + 1, "type": "opt_out"})
+    stats = world.population.stats_for(world.decider.experiments["exp"])
+    assert stats.table[:, -1].sum() == 1
+
+
+def test_experiment_treatments_are_checked_with_the_config():
+    bad = {"id": "x", "arms": [{"name": "a"}, {"name": "b", "treatment": {"offer": "ghost"}}]}
+    with pytest.raises(ConfigError, match="unknown offer 'ghost'"):
+        Decider(parse_config({**_config(), "experiments": [bad]}))
+
+
+# -- shadow challengers ---------------------------------------------------------------------
+
+def test_challengers_are_scored_on_every_request_and_judged_off_policy():
+    world = World(_config(challengers=["ucb", {"policy": "epsilon_greedy", "name": "eg",
+                                                "params": {"epsilon": 0.2}}],
+                          rules={"fatigue": {"same_offer_s": 0}},
+                          promotion={"auto": True, "after_s": 0, "min_n": 10}))
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        decided = world.decide(_request(i, customer=f"c-{i % 40}", ts=T0 + i * 1000))
+        shadow = decided.decision["shadow"]
+        assert set(shadow) == {"ucb", "eg"} and all(0 <= q <= 1 for q in shadow.values())
+        assert decided.pending.shadow == shadow
+        good = decided.decision["offer_id"] == "travel"
+        world.answer(decided, "clicked" if rng.random() < (0.6 if good else 0.1) else "dismissed")
+    records, due = world.decider.snapshots(world.population, T0 + 500_000, partition=3)
+    shadows = {r["challenger"]["policy"]: r for r in records if r["kind"] == "shadow"}
+    assert set(shadows) == {"ucb", "eg"}
+    for r in shadows.values():
+        _valid(r, "delta-metrics")
+        assert r["n"] == 400 and r["partition"] == 3 and r["champion"]["policy"] == "thompson"
+        assert r["challenger"]["snips"]["value"] is not None
+    assert all(k.startswith("default/") for k in due)
+
+
+def test_promotion_is_a_config_change_that_swaps_champion_and_challenger():
+    world = World(_config(challengers=["ucb"]))
+    doc = world.decider.promoted_config("default/ucb")
+    uc = doc["use_cases"][0]
+    assert uc["policy"] == "ucb" and uc["challengers"][0]["policy"] == "thompson"
+    assert doc["version"] == "t1+promoted:default/ucb"
+    Decider(parse_config(doc))  # a valid config
+
+
+# -- contextual policies, profiles and models -----------------------------------------------
+
+def test_contextual_policy_decides_on_profile_features_and_learns_from_outcomes():
+    world = World(_config(policy="linear_thompson", rules={"fatigue": {"same_offer_s": 0}}))
+    decided = world.decide(_request(0))
+    assert decided.pending.features is not None and len(decided.pending.features) == 18
+    world.answer(decided)
+    arms = world.population.linear["default"]
+    assert len(arms) == 1
+
+
+def test_interactions_build_the_profile_segment_and_scores():
+    world = World(_config())
+    scores = []
+    n = 140 * 22  # the segmenter starts after 125 customers reached their 10th event
+    for i in range(n):
+        cid = f"c-{i % 140}"
+        kind = "transaction" if (i // 140) % 2 else "login"
+        event = {"event_id": f"e{i}", "customer_id": cid, "ts": T0 + i * 60_000, "type": kind,
+                 "channel": "app"}
+        if kind == "transaction":
+            event.update(amount=float(10 + i % 7 + 50 * (i % 3 == 0)),
+                         category="groceries" if i % 2 else "travel")
+        observed = world.observe(event)
+        if observed.scores is not None:
+            _valid(observed.scores, "customer-scores")
+            scores.append(observed.scores)
+    assert {s["customer_id"] for s in scores} == {f"c-{i}" for i in range(140)}
+    profile = world.customers["c-1"].profile
+    assert profile.n_events == 22 and profile.segment >= 0
+    d = world.decide(_request(0, customer="c-1", ts=T0 + n * 60_000)).decision
+    assert d["segment"] == str(profile.segment)
+    assert d["model_version"].endswith(world.population.suite.version)
+
+
+def test_population_checkpoint_keeps_what_was_learned():
+    world = World(_config(challengers=["ucb"], rules={"fatigue": {"same_offer_s": 0}}))
+    for i in range(60):
+        world.answer(world.decide(_request(i, customer=f"c-{i % 6}", ts=T0 + i * 1000)))
+    restored = PopulationState.from_chunks(world.population.to_chunks(max_bytes=4096))
+    assert restored.suite.version == world.population.suite.version
+    est = restored.shadow_for("default/ucb", "ucb", "thompson")
+    assert est.n == 60
+    profile = world.customers["c-1"].profile
+    ctx = {"channel": "app"}
+    offers = [("cashback", False), ("travel", True)]
+    assert np.allclose(restored.suite.propensities(profile, ctx, offers, T0),
+                       world.population.suite.propensities(profile, ctx, offers, T0))
