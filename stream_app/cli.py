@@ -155,6 +155,38 @@ def _print_summary(s) -> None:
                       f"({chosen / best:.0%} of oracle) over {len(part)} decisions")
 
 
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.tools.simulate import cmd_simulate as run
+
+    return run(args, settings)
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.tools.export import cmd_export as run
+
+    return run(args, settings)
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.tools.replay import cmd_replay as run
+
+    return run(args, settings)
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.tools.evaluate import cmd_evaluate as run
+
+    return run(args, settings)
+
+
+def _range_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from-offset", type=int, help="first offset (inclusive, per partition)")
+    p.add_argument("--to-offset", type=int, help="end offset (exclusive, per partition)")
+    p.add_argument("--from-time", help="first Kafka timestamp (inclusive): ISO 8601 or epoch ms")
+    p.add_argument("--to-time", help="end Kafka timestamp (exclusive): ISO 8601 or epoch ms")
+    p.add_argument("--partition", type=int, help="one partition only (default: all)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +210,53 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--keep-kafka", action="store_true", help="leave the broker running afterwards")
     d.set_defaults(func=cmd_demo)
+    s = sub.add_parser("simulate", help="run the seeded simulator against a running engine "
+                       "(topics of the current settings) and score it against the oracle")
+    s.add_argument("--customers", type=int, default=500)
+    s.add_argument("--rate", type=float, default=300.0, help="messages per second")
+    s.add_argument("--seconds", type=float, default=60.0, help="how long to send traffic")
+    s.add_argument("--days", type=float, default=3.0, help="event time the simulation spans")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--out", help="also write the JSON summary to this file")
+    s.set_defaults(func=cmd_simulate)
+    e = sub.add_parser("export", help="write a topic range to JSONL (no consumer group, no commits)")
+    e.add_argument("topic", help="contract name (gets the topic prefix) or a full topic name")
+    e.add_argument("--out", help="JSONL file (default: stdout)")
+    _range_options(e)
+    e.set_defaults(func=cmd_export)
+    r = sub.add_parser("replay", help="push a topic range or JSONL exports through a sandboxed "
+                       "copy of the engine (own topics, group, state; production untouched)")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-topics", action="store_true",
+                     help="read the production input topics (range options below)")
+    src.add_argument("--jsonl", nargs="+", metavar="FILE", help="export files (stream-app export)")
+    _range_options(r)
+    r.add_argument("--config", help="engine config file (default: production's latest valid one)")
+    r.add_argument("--name", help="sandbox name: topics replay-<name>-*, state .cache/replay-<name>")
+    r.add_argument("--speed", type=float, default=0.0,
+                   help="event seconds per wall second (default 0: as fast as it goes)")
+    r.add_argument("--compress", type=float, metavar="SECONDS",
+                   help="fit the whole range into this many wall seconds")
+    r.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the worker")
+    r.add_argument("--out", help="JSONL of the sandbox's decisions, delta-metrics, dead letters")
+    r.add_argument("--keep", action="store_true", help="keep the sandbox topics afterwards")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.set_defaults(func=cmd_replay)
+    v = sub.add_parser("evaluate", help="off-policy evaluation (IPS, SNIPS, DR, replay) of a "
+                       "policy or config on logged decisions")
+    v.add_argument("--logs", nargs="+", required=True, metavar="FILE", help="JSONL logs")
+    v.add_argument("--format", choices=["auto", "engine", "bandit"], default="auto")
+    v.add_argument("--policy", help="uniform, static, by_context, or an engine policy name")
+    v.add_argument("--params", help="the policy's parameters as a JSON object")
+    v.add_argument("--config", help="engine config file: evaluate its use cases' policies")
+    v.add_argument("--reward", choices=["response", "value"], default="response",
+                   help="engine logs: 1 per response, or the outcome's value")
+    v.add_argument("--level", type=float, default=0.95, help="confidence level")
+    v.add_argument("--ci", choices=["normal", "bootstrap"], default="normal")
+    v.add_argument("--draws", type=int, default=50, help="Monte Carlo draws per row (engine policies)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    v.set_defaults(func=cmd_evaluate)
     return parser
 
 
