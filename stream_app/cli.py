@@ -155,6 +155,33 @@ def _print_summary(s) -> None:
                       f"({chosen / best:.0%} of oracle) over {len(part)} decisions")
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """Benchmark one worker against real Kafka; writes <out>/<name>.json, .md and .png."""
+    from stream_app.bench import BenchError, BenchParams, parse_steps, run_bench
+
+    try:
+        params = BenchParams(
+            customers=args.customers, offers=args.offers, partitions=args.partitions,
+            payload_bytes=args.payload_bytes, policy=args.policy, rate=args.rate,
+            seconds=args.seconds, outcome_fraction=args.outcome_fraction,
+            interactions_per_request=args.interactions_per_request,
+            load_steps=parse_steps(args.load_steps), step_seconds=args.step_seconds,
+            attribution_s=args.attribution_s, window=args.window, linger_ms=args.linger_ms,
+            max_backlog=args.max_backlog,
+            restart=not args.no_restart, restart_from_changelog=args.restart_from_changelog,
+            out=Path(args.out), name=args.name, cache_dir=settings.cache_dir,
+            bootstrap_servers=settings.bootstrap_servers if settings.external_cluster else None,
+        )
+        report = run_bench(params)
+    except (ValueError, BenchError) as exc:
+        raise CliError(str(exc)) from None
+    from stream_app.bench.report import markdown
+
+    print(markdown(report))
+    print(f"written: {', '.join(report['files'].values())}")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from stream_app.tools.simulate import cmd_simulate as run
 
@@ -210,6 +237,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--keep-kafka", action="store_true", help="leave the broker running afterwards")
     d.set_defaults(func=cmd_demo)
+    b = sub.add_parser("bench", help="benchmark one worker against real Kafka (throughput, "
+                       "latency, lag, RSS, state size, restart)")
+    b.add_argument("--customers", type=int, default=10_000, help="customers with state (<= 1M)")
+    b.add_argument("--offers", type=int, default=20, help="offers in the catalogue (<= 100)")
+    b.add_argument("--partitions", type=int, default=4)
+    b.add_argument("--payload-bytes", type=int, default=256, help="decision request size")
+    b.add_argument("--policy", default="thompson")
+    b.add_argument("--rate", type=float, default=2000.0, help="req/s of the main run; 0 = flat out")
+    b.add_argument("--seconds", type=float, default=30.0, help="length of the main run")
+    b.add_argument("--outcome-fraction", type=float, default=0.10)
+    b.add_argument("--interactions-per-request", type=float, default=0.5)
+    b.add_argument("--load-steps", default="", help="offered loads of a latency sweep, e.g. "
+                   "500,1000,2000,0 (0 = flat out)")
+    b.add_argument("--step-seconds", type=float, default=10.0)
+    b.add_argument("--attribution-s", type=float, default=10.0, help="attribution window")
+    b.add_argument("--window", type=int, default=2000, help="flat out: requests in flight")
+    b.add_argument("--linger-ms", type=float, default=1.0, help="generator producer linger")
+    b.add_argument("--max-backlog", type=int, default=10_000,
+                   help="at a set rate, end a phase early past this many requests in flight")
+    b.add_argument("--no-restart", action="store_true", help="skip the restart measurement")
+    b.add_argument("--restart-from-changelog", action="store_true",
+                   help="also restart with the data dir wiped (recovery from changelogs)")
+    b.add_argument("--out", default="docs/benchmarks", help="folder of the report files")
+    b.add_argument("--name", default="bench", help="file stem of the report files")
+    b.set_defaults(func=cmd_bench)
     s = sub.add_parser("simulate", help="run the seeded simulator against a running engine "
                        "(topics of the current settings) and score it against the oracle")
     s.add_argument("--customers", type=int, default=500)

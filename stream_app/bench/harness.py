@@ -1,0 +1,287 @@
+"""One benchmark run, start to finish: sandbox, config, worker, preload, main run, load sweep,
+state size, restart-to-serving; then the report files.
+
+Phases (each a tag in the request ids): ``w`` first decision of the fresh worker, ``p`` preload
+(one request per customer, flat out), ``m`` the main run (``rate`` for ``seconds``), ``s<i>`` the
+load sweep, ``r`` / ``c`` the first request after a restart from local state / from changelogs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stream_app.bench.load import (
+    DecisionCollector,
+    LoadGenerator,
+    Sent,
+    customer_key,
+    each_customer_once,
+    uniform_customers,
+)
+from stream_app.bench.params import BenchParams, engine_config
+from stream_app.bench.probes import (
+    LagSampler,
+    cpu_seconds,
+    du_bytes,
+    machine,
+    own_cpu_seconds,
+    peak_rss_bytes,
+    rss_bytes,
+    table_sizes,
+)
+from stream_app.bench.report import markdown, phase_summary, plot, write_json
+from stream_app.bench.sandbox import Sandbox
+
+
+class BenchError(RuntimeError):
+    """The run could not measure what it was asked to; the message says why."""
+
+
+class Harness:
+    def __init__(self, params: BenchParams, progress: Callable[[str], None] | None = None) -> None:
+        self.p = params
+        self.say = progress or (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+        self.current_phase = "setup"
+        self.notes: list[str] = []
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _cpu(self) -> dict[str, float | None]:
+        return {"worker": cpu_seconds(self.box.worker_pid),
+                "broker": cpu_seconds(self.box.broker_pid),
+                "generator": own_cpu_seconds()}
+
+    def _check(self) -> None:
+        if self.collector.error is not None:
+            raise BenchError(f"decision reader failed: {self.collector.error!r}")
+        if not self.box.worker_alive():
+            raise BenchError(f"the worker exited; see {self.box.workdir / 'worker.log'}\n"
+                             + self._worker_log_tail())
+
+    def _worker_log_tail(self, lines: int = 15) -> str:
+        try:
+            text = (self.box.workdir / "worker.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _drain(self, sent: Sent) -> None:
+        """Wait until every request of the phase has its decision (or progress stops)."""
+        log = self.collector.phase(sent.tag)
+        deadline = time.monotonic() + self.p.drain_timeout_s
+        last, last_move = -1, time.monotonic()
+        while len(log.received_at) < sent.requests and time.monotonic() < deadline:
+            self._check()
+            n = len(log.received_at)
+            if n != last:
+                last, last_move = n, time.monotonic()
+            elif time.monotonic() - last_move > 30:
+                break
+            time.sleep(0.05)
+        missing = sent.requests - len(log.received_at)
+        if missing:
+            self.notes.append(f"phase {sent.tag}: {missing:,} requests got no decision "
+                              f"within the drain timeout")
+
+    def _run_phase(self, name: str, tag: str, customers, *, rate: float, seconds: float,
+                   max_requests: int | None = None) -> dict[str, Any]:
+        self.current_phase = tag
+        what = "flat out" if rate == 0 else f"{rate:,.0f} req/s"
+        self.say(f"{name}: {what}" + (f", {max_requests:,} requests" if max_requests else
+                                      f" for {seconds:g} s"))
+        cpu0, wall0 = self._cpu(), time.monotonic()
+        sent = self.gen.drive(tag, customers, rate=rate, seconds=seconds, window=self.p.window,
+                              max_requests=max_requests, max_backlog=self.p.max_backlog)
+        self._check()
+        self._drain(sent)
+        cpu1, wall = self._cpu(), time.monotonic() - wall0
+        cpu = {k: (None if cpu0[k] is None or cpu1[k] is None else cpu1[k] - cpu0[k])
+               for k in cpu0}
+        summary = phase_summary(sent, self.collector.phase(tag), cpu, wall, warm_s=5.0)
+        summary["name"] = name
+        e = summary["latency_e2e_ms"]
+        self.say(f"{name}: sent {summary['send_rate']:,.0f}/s, decisions {summary['throughput']:,.0f}/s"
+                 f" steady, e2e p50 {e['p50']} p99 {e['p99']} max {e['max']} ms")
+        return summary
+
+    def _first_decision(self, tag: str, customer: int, since: float, timeout_s: float) -> float:
+        """Send one new request now and return seconds from ``since`` to its decision."""
+        rid = self.gen.send_request(tag, customer_key(customer))
+        self.collector.watch.add(rid)
+        self.gen.producer.flush(10)
+        deadline = time.monotonic() + timeout_s
+        while rid not in self.collector.first_seen:
+            self._check()
+            if self.collector.dead_letters and tag == "w":
+                raise BenchError("the worker dead-lettered the first request: "
+                                 + "; ".join(self.collector.dead_reasons))
+            if time.monotonic() > deadline:
+                raise BenchError(f"no decision within {timeout_s:.0f} s of the worker starting\n"
+                                 + self._worker_log_tail())
+            time.sleep(0.01)
+        return self.collector.first_seen[rid] - since
+
+    def _state(self, customers: int) -> dict[str, Any]:
+        data_dir = self.box.settings.data_dir
+        disk = du_bytes(data_dir)
+        tables = table_sizes(data_dir)
+        with_state = tables.pop("_customers", {}).get("keys", 0)
+        out: dict[str, Any] = {"disk_bytes": disk, "tables": tables,
+                               "customers_with_state": with_state or None}
+        if with_state:
+            per_customer_logical = sum(t["customer_bytes"] for t in tables.values())
+            out["disk_bytes_per_customer"] = round(disk / with_state, 1)
+            out["logical_bytes_per_customer"] = round(per_customer_logical / with_state, 1)
+        out["customers_driven"] = customers
+        return out
+
+    def _restart(self, mode: str, tag: str) -> dict[str, Any]:
+        self.current_phase = tag
+        stop_s = self.box.stop_worker()
+        state = self._state(self.p.customers)
+        if mode == "changelog":
+            self.box.wipe_state()
+        self.say(f"restart ({mode}): worker stopped in {stop_s:.1f} s; "
+                 f"{state['customers_with_state'] or 0:,} customers with state, "
+                 f"{state['disk_bytes']:,} B on disk")
+        spawned = self.box.start_worker()
+        to_serving = self._first_decision(tag, 0, spawned, timeout_s=1800)
+        self.say(f"restart ({mode}): serving again {to_serving:.2f} s after spawn")
+        return {"mode": mode, "stop_s": round(stop_s or 0.0, 3), "to_serving_s": round(to_serving, 3),
+                "customers_with_state": state["customers_with_state"] or 0, "state": state}
+
+    # -- the run -----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        p = self.p
+        started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        workdir = p.cache_dir / "bench-runs" / f"{p.name}-{int(time.time())}"
+        self.box = Sandbox(partitions=p.partitions, cache_dir=p.cache_dir,
+                           bootstrap_servers=p.bootstrap_servers, broker_heap=p.broker_heap,
+                           max_message_bytes=max(64 * 1024, 4 * p.payload_bytes),
+                           log_level=p.worker_log_level, workdir=workdir)
+        report: dict[str, Any] = {"name": p.name, "started_at": started_at,
+                                  "command": _command_line(), "params": p.as_json(),
+                                  "machine": machine()}
+        with self.box as box:
+            report["kafka"] = {"where": "external cluster" if box.external else "own local broker",
+                               "version": box.broker.version if box.broker else "unknown",
+                               "bootstrap": box.bootstrap}
+            self.say(f"sandbox {box.settings.topic_prefix}* on {box.bootstrap}, "
+                     f"state in {box.settings.data_dir}")
+            box.publish_config(engine_config(p))
+            s = box.settings
+            self.collector = DecisionCollector(box.bootstrap, s.topic("decisions"),
+                                               s.topic("outcomes"), p.outcome_fraction,
+                                               p.linger_ms, s.topic("dead-letter"))
+            self.collector.start()
+            self.gen = LoadGenerator(box.bootstrap, s.topic("decision-requests"),
+                                     s.topic("interactions"), self.collector,
+                                     payload_bytes=p.payload_bytes,
+                                     interactions_per_request=p.interactions_per_request,
+                                     linger_ms=p.linger_ms)
+            lag = LagSampler(box.bootstrap, s.app_id, s.topic("decision-requests"), s.partitions,
+                             lambda: box.worker_pid, lambda: self.gen.outstanding,
+                             lambda: self.current_phase)
+            lag.start()
+            try:
+                report.update(self._measure(report))
+            finally:
+                lag.stop()
+                self.collector.stop()
+                report["lag"] = {
+                    "samples": lag.samples,
+                    "max_committed": max((x["committed_lag"] or 0 for x in lag.samples), default=None),
+                    "max_in_flight": max((x["in_flight"] for x in lag.samples), default=None),
+                }
+        report["dead_letters"] = {"count": self.collector.dead_letters,
+                                  "first_reasons": self.collector.dead_reasons}
+        if self.collector.dead_letters:
+            self.notes.append(f"the worker dead-lettered {self.collector.dead_letters:,} messages "
+                              f"during the run: {'; '.join(self.collector.dead_reasons[:2])}")
+        report["notes"] = self.notes + _saturation_notes(report.get("phases", []))
+        return report
+
+    def _measure(self, report: dict[str, Any]) -> dict[str, Any]:
+        p, box = self.p, self.box
+        out: dict[str, Any] = {"phases": [], "restarts": []}
+        spawned = box.start_worker()
+        self.current_phase = "w"
+        out["cold_start_s"] = round(self._first_decision("w", 0, spawned, timeout_s=300), 3)
+        self.say(f"worker pid {box.worker_pid} serving {out['cold_start_s']:.2f} s after spawn")
+        out["phases"].append(self._run_phase(
+            f"preload {p.customers:,} customers", "p", each_customer_once(p.customers, p.seed),
+            rate=0, seconds=float("inf"), max_requests=p.customers))
+        rss_preload = rss_bytes(box.worker_pid)
+        draw = uniform_customers(p.customers, p.seed + 1)
+        main_name = "main (flat out)" if p.rate == 0 else f"main {p.rate:,.0f} req/s"
+        out["phases"].append(self._run_phase(main_name, "m", draw, rate=p.rate, seconds=p.seconds))
+        for i, step in enumerate(p.load_steps):
+            name = f"sweep {'flat out' if step == 0 else f'{step:,.0f} req/s'}"
+            out["phases"].append(self._run_phase(name, f"s{i}", draw, rate=step,
+                                                 seconds=p.step_seconds))
+        # let the decisions of the preload settle by expiry, so every customer has arms on disk
+        # (event time moves per partition: tick every partition through customers spread over all)
+        settle_until = time.time() + p.attribution_s + 1.0
+        self.current_phase = "settle"
+        while time.time() < settle_until:
+            for _ in range(4 * p.partitions):
+                self.gen.send_request("x", customer_key(next(draw)))
+            self.gen.producer.poll(0)
+            time.sleep(0.25)
+        time.sleep(2.0)  # the worker commits offsets every second
+        out["rss"] = {"worker_peak_mb": _mb(peak_rss_bytes(box.worker_pid)),
+                      "after_preload_mb": _mb(rss_preload), "at_end_mb": _mb(rss_bytes(box.worker_pid))}
+        if p.restart:
+            out["restarts"].append(self._restart("local RocksDB kept", "r"))
+            out["state"] = out["restarts"][-1]["state"]
+            if p.restart_from_changelog:
+                out["restarts"].append(self._restart("data dir wiped, from changelog", "c"))
+        else:
+            box.stop_worker()
+            out["state"] = self._state(p.customers)
+        return out
+
+
+def _mb(n: int | None) -> float | None:
+    return None if n is None else round(n / 2**20, 1)
+
+
+def _command_line() -> str:
+    argv = sys.argv[:]
+    if argv and argv[0].endswith(("stream-app", "cli.py")):
+        argv[0] = "stream-app"
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def _saturation_notes(phases: list[dict[str, Any]]) -> list[str]:
+    notes = []
+    for ph in phases:
+        if ph["generator_saturated"]:
+            notes.append(f"{ph['name']}: the load generator may have been the bound (behind "
+                         f"schedule {ph['generator']['behind_schedule_s']} s, window full "
+                         f"{ph['generator']['window_full_s']} s, generator CPU "
+                         f"{ph['cpu_cores']['generator']} cores)")
+    return notes
+
+
+def run_bench(params: BenchParams, progress: Callable[[str], None] | None = None,
+              write: bool = True) -> dict[str, Any]:
+    """Run the benchmark; write ``<out>/<name>.json``, ``.md`` and ``.png``; return the report."""
+    report = Harness(params, progress).run()
+    if write:
+        out = Path(params.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report["files"] = {"json": str(out / f"{params.name}.json"),
+                           "markdown": str(out / f"{params.name}.md")}
+        if plot(report, out / f"{params.name}.png"):
+            report["files"]["png"] = str(out / f"{params.name}.png")
+        else:
+            report["notes"].append("no plot: matplotlib is not installed (pip install -e '.[bench]')")
+        write_json(report, out / f"{params.name}.json")
+        (out / f"{params.name}.md").write_text(markdown(report))
+    return report

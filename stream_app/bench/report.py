@@ -1,0 +1,220 @@
+"""Numbers out of what the generator sent and the collector saw, and the report files: JSON,
+a Markdown table, a PNG of latency against offered load.
+
+>>> s = latency_summary([1.0, 2.0, 3.0, 4.0, float("nan")])
+>>> s["n"], s["p50"], s["max"]
+(4, 2.5, 4.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from stream_app.bench.load import PhaseLog, Sent
+
+PERCENTILES = (50, 95, 99)
+
+
+def latency_summary(values: Iterable[float]) -> dict[str, Any]:
+    a = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
+    a = a[~np.isnan(a)]
+    if a.size == 0:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+    p = np.percentile(a, PERCENTILES)
+    return {"n": int(a.size), **{f"p{q}": round(float(v), 3) for q, v in zip(PERCENTILES, p)},
+            "max": round(float(a.max()), 3), "mean": round(float(a.mean()), 3)}
+
+
+def phase_summary(sent: Sent, log: PhaseLog, cpu: dict[str, float | None], cpu_wall_s: float,
+                  warm_s: float) -> dict[str, Any]:
+    """One phase: the steady part starts ``warm_s`` after the first request and ends with the
+    last request sent (at a set rate) or the last decision (flat out, where the window keeps the
+    engine busy until then); decisions consumed in it, over its length, are the sustained
+    throughput. ``cpu`` is CPU seconds per process over ``cpu_wall_s`` (sending + draining)."""
+    received = np.frombuffer(log.received_at, dtype=float) if len(log.received_at) else np.zeros(0)
+    flat_out = sent.target_rate == 0
+    end = received.max() if flat_out and received.size else sent.ended
+    steady_from = sent.started + min(warm_s, 0.3 * (end - sent.started))
+    steady_to = max(end, steady_from + 1e-3)
+    mask = (received >= steady_from) & (received <= steady_to)
+    steady_s = steady_to - steady_from
+
+    def lat(arr) -> dict[str, Any]:
+        a = np.frombuffer(arr, dtype=float) if len(arr) else np.zeros(0)
+        return latency_summary(a[mask] if mask.any() else a)
+
+    per_second = []
+    if received.size:
+        edges = np.arange(sent.started, max(received.max(), sent.ended) + 1.0, 1.0)
+        per_second = np.histogram(received, bins=edges)[0].astype(int).tolist()
+    decisions = int(received.size)
+    cores = {k: (None if v is None else round(v / cpu_wall_s, 3)) for k, v in cpu.items()}
+    return {
+        "tag": sent.tag,
+        "offered_rate": sent.target_rate or "flat out",
+        "requests": sent.requests,
+        "interactions": sent.interactions,
+        "decisions": decisions,
+        "missing": sent.requests - decisions,
+        "no_action": log.no_action,
+        "outcomes": log.outcomes,
+        "seconds": round(sent.seconds, 3),
+        "send_rate": round(sent.send_rate, 1),
+        "throughput": round(float(mask.sum()) / steady_s, 1) if steady_s > 0 else None,
+        "steady_seconds": round(steady_s, 3),
+        "latency_e2e_ms": lat(log.e2e_ms),
+        "latency_to_decision_log_ms": lat(log.to_log_ms),
+        "latency_engine_ms": lat(log.engine_ms),
+        "decisions_per_second": per_second,
+        "overloaded": sent.overloaded,
+        "generator": {"behind_schedule_s": round(sent.behind_s, 3),
+                      "window_full_s": round(sent.window_full_s, 3)},
+        "cpu_seconds": {k: (None if v is None else round(v, 2)) for k, v in cpu.items()},
+        "cpu_cores": cores,
+        "generator_saturated": generator_saturated(sent, cores.get("generator")),
+    }
+
+
+def generator_saturated(sent: Sent, generator_cores: float | None) -> bool:
+    """The generator, not the engine, limited the phase: it fell behind a set rate by more than
+    5 %, or it used most of a core (its Python thread is the bound) without waiting on the
+    engine."""
+    if sent.target_rate > 0 and sent.behind_s > 0.05 * sent.seconds:
+        return True
+    if sent.target_rate == 0 and sent.seconds > 1.0 and sent.window_full_s < 0.2 * sent.seconds:
+        return True
+    return bool(generator_cores is not None and generator_cores > 0.9)
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+
+
+def _f(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _phase_rows(phases: Sequence[dict[str, Any]]) -> list[str]:
+    rows = ["| phase | offered req/s | sent req/s | decisions/s (steady) | p50 ms | p95 ms | "
+            "p99 ms | max ms | engine p50 / p99 ms | CPU cores worker / broker / generator | "
+            "notes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for ph in phases:
+        e, g, c = ph["latency_e2e_ms"], ph["latency_engine_ms"], ph["cpu_cores"]
+        rows.append(
+            f"| {ph['name']} | {_f(ph['offered_rate'])} | {_f(ph['send_rate'])} | "
+            f"{_f(ph['throughput'])} | {_f(e['p50'], 2)} | {_f(e['p95'], 2)} | {_f(e['p99'], 2)} | "
+            f"{_f(e['max'], 1)} | {_f(g['p50'], 2)} / {_f(g['p99'], 2)} | "
+            f"{_f(c.get('worker'), 2)} / {_f(c.get('broker'), 2)} / {_f(c.get('generator'), 2)} | "
+            f"{_phase_note(ph)} |")
+    return rows
+
+
+def _phase_note(ph: dict[str, Any]) -> str:
+    notes = []
+    if ph.get("overloaded"):
+        notes.append("overloaded: stopped early")
+    if ph["generator_saturated"]:
+        notes.append("generator-bound")
+    if ph["missing"]:
+        notes.append(f"{ph['missing']:,} without decision")
+    return ", ".join(notes)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m, p, st = report["machine"], report["params"], report["state"]
+    lines = [f"### {report['name']} — {report['started_at']}", "",
+             f"Command: `{report['command']}`", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}; "
+             f"Python {m['python']}; Kafka {report['kafka']['version']} "
+             f"({report['kafka']['where']}); confluent-kafka {m['confluent_kafka']} / librdkafka "
+             f"{m['librdkafka']}; faust-streaming {m['faust']}; rocksdict {m['rocksdict']}.", "",
+             f"Load: {p['customers']:,} customers, {p['offers']} offers, policy `{p['policy']}`, "
+             f"{p['partitions']} partitions, ~{p['payload_bytes']} B requests, "
+             f"{p['interactions_per_request']} interactions and {p['outcome_fraction']:.0%} "
+             f"outcomes per request, attribution window {p['attribution_s']} s, flat-out window "
+             f"{p['window']:,} requests in flight, generator linger {p['linger_ms']} ms.", ""]
+    lines += _phase_rows(report["phases"])
+    rs = report["rss"]
+    lines += ["", "| measure | value |", "|---|---|",
+              f"| worker start to first decision (cold, empty state) | {_f(report['cold_start_s'], 2)} s |",
+              f"| worker peak RSS (VmHWM) | {_f(rs['worker_peak_mb'])} MB |",
+              f"| worker RSS after preload / at end | {_f(rs['after_preload_mb'])} / "
+              f"{_f(rs['at_end_mb'])} MB |",
+              f"| customers with state | {_f(st.get('customers_with_state'))} |",
+              f"| data dir on disk (du) | {_f(st.get('disk_bytes'))} B |",
+              f"| on disk per customer | {_f(st.get('disk_bytes_per_customer'))} B |",
+              f"| per-customer state, logical (key + value of the rows keyed by a customer) | "
+              f"{_f(st.get('logical_bytes_per_customer'))} B |",
+              f"| max committed lag on decision-requests | {_f(report['lag']['max_committed'])} |",
+              f"| max requests in flight | {_f(report['lag']['max_in_flight'])} |"]
+    for r in report.get("restarts", []):
+        lines.append(f"| restart ({r['mode']}) with {r['customers_with_state']:,} customers: "
+                     f"stop / start-to-serving | {_f(r['stop_s'], 2)} s / "
+                     f"{_f(r['to_serving_s'], 2)} s |")
+    tables = st.get("tables") or {}
+    if tables:
+        lines += ["", "| table | rows | of them keyed by a customer | logical bytes (key + value) "
+                  "| of them in customer rows | bytes on disk |", "|---|---|---|---|---|---|"]
+        for name, t in tables.items():
+            lines.append(f"| {name} | {t['keys']:,} | {t['customer_keys']:,} | "
+                         f"{t['logical_bytes']:,} | {t['customer_bytes']:,} | {t['disk_bytes']:,} |")
+    if report.get("notes"):
+        lines += [""] + [f"- {n}" for n in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> bool:
+    """Latency percentiles (and throughput) against offered load; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    points = [ph for ph in report["phases"] if ph["tag"].startswith(("s", "m"))
+              and ph["latency_e2e_ms"]["n"]]
+    if not points:
+        return False
+    points.sort(key=lambda ph: ph["send_rate"])
+    x = [ph["send_rate"] for ph in points]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for q, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-"), ("max", "x:")):
+        ax.plot(x, [ph["latency_e2e_ms"][q] for ph in points], style, label=q)
+    for ph in points:
+        if ph["offered_rate"] == "flat out":
+            ax.annotate("flat out", (ph["send_rate"], ph["latency_e2e_ms"]["p50"]),
+                        textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load (requests / s actually sent)")
+    ax.set_ylabel("end-to-end decision latency (ms)")
+    ax.set_title("latency vs offered load")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    bx.plot(x, [ph["throughput"] for ph in points], "o-", label="decisions / s consumed")
+    bx.plot(x, x, ":", color="grey", label="= offered")
+    bx.set_xlabel("offered load (requests / s)")
+    bx.set_ylabel("sustained decisions / s")
+    bx.set_title("throughput vs offered load")
+    bx.grid(True, alpha=0.3)
+    bx.legend()
+    p = report["params"]
+    fig.suptitle(f"{p['customers']:,} customers, {p['offers']} offers, {p['policy']}, "
+                 f"{p['partitions']} partitions — one worker, {report['machine']['cores']} cores",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
