@@ -50,7 +50,7 @@ def sniff_format(path: str) -> str:
 
 def load_engine_logs(paths: list[str], reward: str = "response") -> LoggedBandit:
     """Bandit records from engine exports: decisions joined to outcomes (and requests)."""
-    from stream_app.tools.replay import contract_name
+    from stream_app.tools.lockstep import contract_name
 
     decisions, outcomes, requests = [], [], {}
     try:

@@ -16,7 +16,7 @@ from stream_app.tools.ranges import (
     read_export,
     record_of,
 )
-from stream_app.tools.replay import assign_partitions, contract_name, input_messages
+from stream_app.tools.lockstep import assign_partitions, contract_name, input_messages
 
 
 def test_record_keeps_json_values_parsed_and_other_bytes_as_base64():
