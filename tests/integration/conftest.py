@@ -50,7 +50,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.producer = producer(self.settings.bootstrap_servers)
-        for name in ("decisions", "delta-metrics", "dead-letter"):
+        for name in ("decisions", "delta-metrics", "dead-letter", "customer-scores"):
             self.readers[name] = TopicReader(self.settings.bootstrap_servers, self.settings.topic(name))
 
     def env(self) -> dict[str, str]:
@@ -62,6 +62,7 @@ class Engine:
             "STREAM_APP_PARTITIONS": str(self.settings.partitions),
             "STREAM_APP_DATA_DIR": str(self.settings.data_dir),
             "STREAM_APP_MAX_MESSAGE_BYTES": str(self.settings.max_message_bytes),
+            "STREAM_APP_CHECKPOINT_EVERY": str(self.settings.checkpoint_every),
         }
 
     def start(self) -> None:
@@ -86,6 +87,12 @@ class Engine:
     def send(self, topic: str, key: str | bytes | None, value: Any) -> None:
         send(self.producer, self.settings.topic(topic), key, value)
         self.producer.flush(10)
+
+    def send_many(self, topic: str, messages: list[dict]) -> None:
+        """Produce messages keyed by their customer id, in order, with one flush at the end."""
+        for m in messages:
+            send(self.producer, self.settings.topic(topic), m["customer_id"], m)
+        self.producer.flush(30)
 
     def publish_config(self, doc: dict) -> None:
         self.send("engine-config", "engine", doc)
