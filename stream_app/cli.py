@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=60.0, help="how long to send traffic")
     s.add_argument("--days", type=float, default=3.0, help="event time the simulation spans")
     s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--drift-at-days", type=float, nargs="*", default=[],
+                   help="event times (days after the start) at which preferences change")
     s.add_argument("--out", help="also write the JSON summary to this file")
     s.set_defaults(func=cmd_simulate)
     e = sub.add_parser("export", help="write a topic range to JSONL (no consumer group, no commits)")

@@ -35,8 +35,14 @@ class Score:
 
 
 def run_traffic(settings: Settings, customers: int, seconds: float, rate: float, seed: int,
-                days: float = 3.0) -> Score:
-    sim = Simulation(Population(seed=seed, n_customers=customers), days=days, seed=seed)
+                days: float = 3.0, drift_at_days: tuple[float, ...] = ()) -> Score:
+    """Drive the engine with the simulator; ``drift_at_days`` re-draws the customers' hidden
+    preferences at those event times (days after the start), so re-convergence can be seen."""
+    from stream_app.simulator.population import DAY_MS, DEFAULT_START_MS
+
+    drift = [DEFAULT_START_MS + int(d * DAY_MS) for d in drift_at_days]
+    sim = Simulation(Population(seed=seed, n_customers=customers, drift_at_ms=drift), days=days,
+                     seed=seed)
     prod = producer(settings.bootstrap_servers)
     decisions = TopicReader(settings.bootstrap_servers, settings.topic("decisions"))
     deltas = TopicReader(settings.bootstrap_servers, settings.topic("delta-metrics"))

@@ -72,7 +72,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"topics {sorted(missing)} do not exist: run 'stream-app topics create' "
                        "and start a worker ('stream-app worker') first")
     score = run_traffic(settings, customers=args.customers, seconds=args.seconds, rate=args.rate,
-                        seed=args.seed, days=args.days)
+                        seed=args.seed, days=args.days,
+                        drift_at_days=tuple(getattr(args, "drift_at_days", None) or ()))
     out = summary(score, customers=args.customers, rate=args.rate, seconds=args.seconds,
                   days=args.days, seed=args.seed, topic_prefix=settings.topic_prefix)
     text = orjson.dumps(out, option=orjson.OPT_INDENT_2).decode()
