@@ -173,3 +173,15 @@ def test_the_core_never_imports_kafka_or_faust():
                     offenders.append(f"{rel}: {name}")
     assert not offenders, offenders
 
+
+
+def test_the_configuration_reference_in_the_readme_is_a_working_config():
+    import re
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    block = re.search(r"```json\n(\{\n  \"version\": \"bank-v7\".*?)\n```", readme, re.S)
+    assert block, "the README's configuration reference is missing"
+    doc = orjson.loads(block.group(1))
+    CONTRACT_SCHEMAS.validate("engine-config", doc)
+    decider = Decider(parse_config(doc))
+    assert set(decider.experiments) == {"framing"} and len(decider.challengers["default"]) == 2
