@@ -30,6 +30,7 @@ from stream_app.bench.probes import (
     cpu_seconds,
     du_bytes,
     machine,
+    machine_cpu_seconds,
     own_cpu_seconds,
     peak_rss_bytes,
     rss_bytes,
@@ -54,7 +55,7 @@ class Harness:
     def _cpu(self) -> dict[str, float | None]:
         return {"worker": cpu_seconds(self.box.worker_pid),
                 "broker": cpu_seconds(self.box.broker_pid),
-                "generator": own_cpu_seconds()}
+                "generator": own_cpu_seconds(), "machine": machine_cpu_seconds()}
 
     def _check(self) -> None:
         if self.collector.error is not None:
@@ -102,6 +103,9 @@ class Harness:
         cpu1, wall = self._cpu(), time.monotonic() - wall0
         cpu = {k: (None if cpu0[k] is None or cpu1[k] is None else cpu1[k] - cpu0[k])
                for k in cpu0}
+        if cpu["machine"] is not None:  # other processes on the machine (not the bench's)
+            cpu["others"] = max(0.0, cpu.pop("machine") - sum(
+                v for k, v in cpu.items() if k in ("worker", "broker", "generator") and v))
         summary = phase_summary(sent, self.collector.phase(tag), cpu, wall, warm_s=5.0)
         summary["name"] = name
         e = summary["latency_e2e_ms"]

@@ -60,6 +60,17 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
+def machine_cpu_seconds() -> float | None:
+    """CPU time all processes of the machine used since boot (busy time of every core), so
+    that what other processes took during a phase can be told apart from the bench's own."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def own_cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
