@@ -206,6 +206,32 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def cmd_learn_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """The engine's learning quality on the simulator; writes <out>/<name>.md, .json and .png."""
+    from stream_app.evaluation.learning import DEFAULT_AGENTS, run_learning
+    from stream_app.evaluation.report import learning_curves_png, learning_markdown
+
+    agents = args.agents.split(",") if args.agents else list(DEFAULT_AGENTS)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        drift = [float(d) for d in args.drift_days.split(",")] if args.drift_days else []
+    except ValueError:
+        raise CliError("--seeds and --drift-days are comma-separated numbers") from None
+    result = run_learning(seeds=seeds, n_customers=args.customers, days=args.days,
+                          drift_days=drift, agents=agents, processes=args.processes,
+                          light=not args.full_models)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = learning_markdown(result)
+    (out / f"{args.name}.md").write_text(table + "\n")
+    (out / f"{args.name}.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    png = out / f"{args.name}.png"
+    print(table)
+    print(f"written: {out / args.name}.md, .json" + (", .png" if learning_curves_png(
+        result, str(png)) else " (no matplotlib: no plot)"))
+    return 0
+
+
 def _range_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-offset", type=int, help="first offset (inclusive, per partition)")
     p.add_argument("--to-offset", type=int, help="end offset (exclusive, per partition)")
@@ -311,6 +337,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--json", action="store_true", help="print JSON instead of a table")
     v.set_defaults(func=cmd_evaluate)
+    lb = sub.add_parser("learn-bench", help="learning quality of the engine on the simulator "
+                        "with drift, against the oracle, static, random and River's Thompson")
+    lb.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated simulator seeds")
+    lb.add_argument("--customers", type=int, default=1000)
+    lb.add_argument("--days", type=float, default=14.0)
+    lb.add_argument("--drift-days", default="7", help="comma-separated days of the drifts")
+    lb.add_argument("--agents", default="", help="comma-separated agents (default: baselines, "
+                    "engine_default, engine_best, engine_rules_on)")
+    lb.add_argument("--processes", type=int, default=1, help="runs in parallel")
+    lb.add_argument("--full-models", action="store_true", help="the worker's River models "
+                    "(slower; decisions are the same)")
+    lb.add_argument("--out", default="docs/benchmarks", help="folder of the report files")
+    lb.add_argument("--name", default="learning-results", help="file stem of the report files")
+    lb.set_defaults(func=cmd_learn_bench)
     return parser
 
 

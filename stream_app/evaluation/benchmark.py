@@ -9,6 +9,7 @@ the realised reward, the true probability of the chosen offer (``expected``) and
 - ``cumulative_reward`` and ``response_rate`` (realised), ``expected_rate`` (true mean),
 - ``regret``: sum of ``best - expected`` (pseudo-regret, free of response noise),
 - ``efficiency``: ``sum(expected) / sum(best)`` (1.0 is the oracle),
+- ``no_action_rate``: share of requests the agent answered with no offer (reward 0),
 - per drift time, ``reconvergence``: hours and requests after the drift until the efficiency
   over a sliding ``window_h``-hour window is back within ``tolerance`` of the window that ended
   at the drift (at least ``window_h`` by construction; ``null`` if it never gets there).
@@ -59,6 +60,7 @@ class Trace:
     best: np.ndarray  # (n,) true probability of the oracle's offer
     probs: np.ndarray  # (n, offers) true probabilities at decision time
     records: list[dict[str, Any]] | None = None  # logged bandit records (``log=True``)
+    shown: np.ndarray | None = None  # (n,) False where the agent took no action
 
 
 def run(
@@ -68,18 +70,33 @@ def run(
     max_requests: int | None = None,
     log: bool = False,
 ) -> Trace:
-    """Run ``agent`` on the simulation's requests (the simulation is ``reset`` first)."""
+    """Run ``agent`` on the simulation's requests (the simulation is ``reset`` first).
+
+    An agent with an ``observe(interaction)`` method is also fed every behaviour event, in
+    event-time order before the requests it precedes; one with ``learn_outcome(request, offer,
+    outcome)`` gets the customer's outcome message (``None``: ignored) instead of ``learn``'s
+    reward. An agent may answer ``None`` (no action): nothing is shown, the reward is 0 (and no
+    bandit record is logged).
+    """
     simulation.reset()
     rng = np.random.default_rng([seed, zlib.crc32(agent.name.encode())])
     n = simulation.n_requests if max_requests is None else min(max_requests, simulation.n_requests)
     ids = simulation.population.offer_ids
     ts, reward, expected, best = np.zeros(n, np.int64), np.zeros(n), np.zeros(n), np.zeros(n)
     probs = np.zeros((n, len(ids)))
+    shown = np.ones(n, bool)
     records: list[dict[str, Any]] | None = [] if log else None
-    for j, request in zip(range(n), simulation.requests()):
+    observe = getattr(agent, "observe", None)
+    learn_outcome = getattr(agent, "learn_outcome", None)
+    for j, request in zip(range(n), _requests(simulation, observe)):
         candidates = simulation.candidates(request)
         p = simulation.true_probs(request)
         offer, propensity = agent.act(request, candidates, rng)
+        ts[j], probs[j] = request["ts"], p
+        best[j] = max(p[ids.index(c)] for c in candidates)
+        if offer is None:  # no action: nothing shown, nothing learned, reward 0
+            shown[j] = False
+            continue
         decision = dict(
             decision_id=request["request_id"], request_id=request["request_id"],
             customer_id=request["customer_id"], ts=request["ts"], channel=request["channel"],
@@ -87,14 +104,28 @@ def run(
         )  # fmt: skip
         outcome = simulation.respond(decision)
         r = 1.0 if outcome is not None and outcome["type"] in POSITIVE else 0.0
-        agent.learn(request, offer, r)
-        ts[j], reward[j], expected[j], probs[j] = request["ts"], r, p[ids.index(offer)], p
-        best[j] = max(p[ids.index(c)] for c in candidates)
+        if learn_outcome is not None:
+            learn_outcome(request, offer, outcome)
+        else:
+            agent.learn(request, offer, r)
+        reward[j], expected[j] = r, p[ids.index(offer)]
         if records is not None:
             context = dict(request["context"], channel=request["channel"])
             records.append({"context": context, "action": offer, "reward": r,
                             "propensity": propensity, "actions": list(candidates)})  # fmt: skip
-    return Trace(agent.name, seed, ts, reward, expected, best, probs, records)
+    return Trace(agent.name, seed, ts, reward, expected, best, probs, records, shown)
+
+
+def _requests(simulation: Simulation, observe: Callable[[Any], None] | None):
+    """The simulation's requests; behaviour events go to ``observe`` on the way, if given."""
+    if observe is None:
+        yield from simulation.requests()
+        return
+    for topic, message in simulation.events():
+        if topic == "interactions":
+            observe(message)
+        else:
+            yield message
 
 
 def _window_efficiency(trace: Trace, window_h: float) -> np.ndarray:
@@ -154,6 +185,8 @@ def summarise(
         "oracle_rate": float(trace.best.mean()) if n else 0.0,
         "regret": float(best_sum - trace.expected.sum()),
         "efficiency": float(trace.expected.sum() / best_sum) if best_sum else 1.0,
+        "no_action_rate": float(1.0 - trace.shown.mean()) if trace.shown is not None and n
+        else 0.0,
         "reconvergence": [reconvergence(trace, t, window_h, tolerance) for t in drift_at_ms],
     }
 
@@ -230,8 +263,9 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for name in names:
         mine = [r for r in runs if r["agent"] == name]
         row: dict[str, Any] = {"agent": name, "seeds": len(mine)}
-        for key in ("cumulative_reward", "response_rate", "expected_rate", "regret", "efficiency"):
-            vals = np.array([r[key] for r in mine], np.float64)
+        for key in ("cumulative_reward", "response_rate", "expected_rate", "regret", "efficiency",
+                    "no_action_rate"):
+            vals = np.array([r.get(key, 0.0) for r in mine], np.float64)
             row[key] = float(vals.mean())
             row[f"{key}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
         hours = [c["hours"] for r in mine for c in r["reconvergence"]]
