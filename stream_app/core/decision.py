@@ -141,6 +141,10 @@ class Decider:
         self.seed = seed
         self.router = Router.from_config(config)
         self.rules = parse_use_case_rules(config)
+        # use cases whose conditions read the lifecycle stage (the only costly profile fact)
+        self._reads_stage = {uc: any(c.field == "profile.lifecycle_stage" for c in (
+            *rs.eligibility, *(c for conds in rs.offer_eligibility.values() for c in conds)))
+            for uc, rs in self.rules.items()}
         self.experiments: dict[str, Experiment] = parse_experiments(config.raw.get("experiments"))
         inventory = config.raw.get("inventory") or {}
         if not isinstance(inventory, Mapping):
@@ -227,13 +231,16 @@ class Decider:
         keep = np.fromiter((self.config.offer_ids[i] in wanted for i in idx), bool, len(idx))
         return idx[keep], arrays.take(np.flatnonzero(keep)), reasons
 
-    def facts(self, customer: CustomerState, segment: str, now_ms: int) -> dict[str, Any]:
-        """What rules may read as ``profile.*``: segment, lifecycle, events, opt-out (an opt-out
-        withdraws consent on every outbound channel, whatever the request says)."""
+    def facts(self, customer: CustomerState, segment: str, now_ms: int,
+              stage: bool = True) -> dict[str, Any]:
+        """What rules may read as ``profile.*``: segment, lifecycle stage (only computed when
+        ``stage``: it decays the whole profile), events, opt-out (an opt-out withdraws consent on
+        every outbound channel, whatever the request says)."""
         p = customer.profile
         facts: dict[str, Any] = {"segment": segment, "n_events": p.n_events,
-                                 "lifecycle_stage": lifecycle_stage(p, now_ms),
                                  "opted_out": customer.opted_out}
+        if stage:
+            facts["lifecycle_stage"] = lifecycle_stage(p, now_ms)
         if customer.opted_out:
             facts.update({f"consent_{ch}": False for ch in OUTBOUND_CHANNELS})
         return facts
@@ -294,8 +301,9 @@ class Decider:
         rules = self.rules[uc.id]
         if history.capacity != rules.history_capacity:
             history = history.resized(rules.history_capacity)
-        eligibility = evaluate(rules, RequestContext.of(request, self.facts(customer, segment, now)),
-                               arrays, history, now, self.inventory)
+        facts = self.facts(customer, segment, now, stage=self._reads_stage[uc.id])
+        eligibility = evaluate(rules, RequestContext.of(request, facts), arrays, history, now,
+                               self.inventory)
         for oid, why in eligibility.reasons.items():
             reasons.setdefault(oid, []).extend(why)
         keep &= eligibility.eligible
@@ -477,11 +485,10 @@ class Decider:
             if is_due and rule.auto and key not in population.promoted:
                 population.promoted[key] = ts
                 due.append(key)
-        if population.suite.segmenter is not None:
-            for row in population.suite.segment_report(ts):
-                if row["size"] or row["shown"]:
-                    out.append({"schema_version": 1, **row, "segment": str(row["segment"]),
-                                "partition": partition})
+        for row in population.suite.segment_report(ts):
+            if row["size"] or row["shown"]:
+                out.append({"schema_version": 1, **row, "segment": str(row["segment"]),
+                            "partition": partition})
         return out, due
 
     def promoted_config(self, key: str) -> dict[str, Any]:

@@ -91,8 +91,6 @@ class PopulationState:
                 est = ShadowEstimator.decode(raw, challenger, champion=champion)
             except ValueError:
                 est = ShadowEstimator(challenger, champion=champion)
-            if est.champion != champion:
-                est = ShadowEstimator(challenger, champion=champion)
             self.shadow[key] = est
         return est
 

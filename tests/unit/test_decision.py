@@ -121,6 +121,16 @@ def test_a_global_cap_across_channels_limits_contacts():
     assert any("cap" in r for r in answers[2]["rule_reasons"]["cashback"])
 
 
+def test_a_rule_on_the_lifecycle_stage_reads_the_profile():
+    rules = {"eligibility": [{"field": "profile.lifecycle_stage", "op": "==",
+                              "value": "purchase"}], "fatigue": {"same_offer_s": 0}}
+    world = World(_config(rules=rules))
+    assert world.decide(_request(0)).decision["action"] == "no_action"  # no events: orientation
+    world.observe({"event_id": "e", "customer_id": "c-1", "ts": T0, "type": "transaction",
+                   "amount": 20.0, "category": "groceries"})
+    assert world.decide(_request(1, ts=T0 + 1)).decision["action"] == "offer"
+
+
 def test_bad_rules_are_a_config_error():
     with pytest.raises(ConfigError, match="cooldown_s"):
         Decider(parse_config(_config(rules={"fatigue": {"cooldown_s": -5}})))
