@@ -41,6 +41,7 @@ import numpy as np
 
 from stream_app.core.arms import Arms
 from stream_app.core.catalogue import CHANNELS, FRAMINGS, ConfigError, EngineConfig, UseCase
+from stream_app.core.context_features import ContextFeatures
 from stream_app.core.customer import OPTED_OUT, CustomerState
 from stream_app.core.feedback import Feedback, PendingDecision, ignored, resolve
 from stream_app.core.population import PopulationState
@@ -51,7 +52,7 @@ from stream_app.models import customer_scores, mark_emitted, should_emit
 from stream_app.policies.base import PolicyInput
 from stream_app.policies.loss_aversion import scarcity_affinity
 from stream_app.policies.registry import CONTEXTUAL_POLICY_NAMES, make_policy
-from stream_app.profile import BANDIT_FEATURES, feature_vector, lifecycle_stage, record_contact
+from stream_app.profile import lifecycle_stage, record_contact
 from stream_app.rules import DictInventory, OfferArrays, RequestContext, evaluate
 from stream_app.rules import OUTBOUND_CHANNELS, parse_use_case_rules
 
@@ -156,6 +157,7 @@ class Decider:
         self._candidates: dict[tuple[str, str], tuple[np.ndarray, OfferArrays, dict]] = {}
         self._offer_ids: dict[str, frozenset[str]] = {}
         self._priors: dict[str, HierarchicalPrior] = {}
+        self._context: dict[str, ContextFeatures] = {}  # what contextual policies see, per use case
         self._policies: dict[tuple, Any] = {}
         self.challengers: dict[str, tuple[Challenger, ...]] = {}
         self.promotion: dict[str, Promotion] = {}
@@ -165,6 +167,7 @@ class Decider:
             ids = uc.offers if uc.offers is not None else config.offer_ids
             idx = np.array([config.index_of(o) for o in ids], np.intp)
             self._offer_ids[uc.id] = frozenset(ids)
+            self._context[uc.id] = ContextFeatures.of(config.offers[i].category for i in idx)
             for channel in CHANNELS:
                 shown = np.array([channel in config.offers[i].channels for i in idx], bool)
                 reasons = {config.offer_ids[i]: [f"channel: not offered on {channel}"]
@@ -323,14 +326,15 @@ class Decider:
             c.policy in CONTEXTUAL_POLICY_NAMES for c in challengers)
         features = linear = None
         if contextual:
-            context = {**(request.get("context") or {}), "channel": request["channel"]}
-            features = feature_vector(customer.profile, context, now, names=BANDIT_FEATURES)
-            linear = population.linear_for(uc.id, len(BANDIT_FEATURES))
+            layout = self._context[uc.id]
+            features = layout.vector(customer.profile, request.get("context"), request["channel"],
+                                     now)
+            linear = population.linear_for(uc.id, layout.dim, half_life_s=hl)
         inp = PolicyInput(
             alpha=alpha, beta=beta, values=cfg.offer_values[idx], urgent=cfg.offer_urgent[idx],
             features=features, pulls=float(own[0].sum() + own[1].sum()),
             scarcity_affinity=scarcity_affinity(*all_own, cfg.offer_urgent),
-            offer_keys=keys, linear=linear,
+            offer_keys=keys, linear=linear, now_ms=now,
         )
         rng = np.random.default_rng(seed)
         if treatment.get("control") == "random":
@@ -422,8 +426,10 @@ class Decider:
             customer = customer.replace(profile=profile)
             records += drift
             if p.features is not None:
-                population.linear_for(p.use_case, len(p.features)).update(
-                    p.offer_key, np.asarray(p.features, np.float64), reward)
+                population.linear_for(p.use_case, len(p.features),
+                                      half_life_s=uc.half_life_s if uc is not None else None
+                                      ).update(p.offer_key, np.asarray(p.features, np.float64),
+                                               reward, now_ms=now_ms)
             for exp_id, arm in p.experiments or ():
                 exp = self.experiments.get(exp_id)
                 if exp is not None and arm in exp.arm_names:

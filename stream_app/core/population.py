@@ -61,14 +61,18 @@ class PopulationState:
         self._stored: dict[str, dict[str, bytes]] = {}  # decoded lazily, once the config is known
 
     # -- the learners, created on first use, restored from a checkpoint when there is one -----
-    def linear_for(self, use_case: str, dim: int, ridge: float = 1.0) -> LinearArms:
+    def linear_for(self, use_case: str, dim: int, ridge: float = 1.0,
+                   half_life_s: float | None = None) -> LinearArms:
+        """The use case's contextual arms of width ``dim`` (a new width starts afresh); they
+        forget with the use case's ``half_life_s`` (a changed half-life applies from now on)."""
         arms = self.linear.get(use_case)
         if arms is None or arms.dim != dim:
             raw = self._stored.get("linear", {}).pop(use_case, None)
             arms = LinearArms.decode(raw) if raw else None
             if arms is None or arms.dim != dim:
-                arms = LinearArms(dim, ridge)
+                arms = LinearArms(dim, ridge, half_life_s=half_life_s)
             self.linear[use_case] = arms
+        arms.half_life_s = half_life_s or None
         return arms
 
     def stats_for(self, experiment: Experiment) -> ExperimentStats:

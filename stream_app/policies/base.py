@@ -48,6 +48,7 @@ class PolicyInput:
     scarcity_affinity: float = 0.0  # urgent minus neutral response rate, see ``scarcity_affinity``
     offer_keys: np.ndarray | None = None  # uint32 offer keys per candidate (contextual policies)
     linear: LinearArms | None = None  # population-level contextual state (contextual policies)
+    now_ms: int | None = None  # event time of the request (contextual state forgets by it)
 
     def __len__(self) -> int:
         return len(self.alpha)

@@ -48,7 +48,7 @@ def linear_estimate(inp: PolicyInput) -> tuple[np.ndarray, np.ndarray]:
         return LinearArms(dim=len(x)).estimate(np.zeros(len(inp), np.uint32), x)
     if inp.offer_keys is None or len(inp.offer_keys) != len(inp):
         raise ValueError("contextual policies need one offer key per candidate (offer_keys)")
-    return inp.linear.estimate(inp.offer_keys, x)
+    return inp.linear.estimate(inp.offer_keys, x, now_ms=inp.now_ms)
 
 
 class LinearThompson:

@@ -230,12 +230,21 @@ def test_promotion_is_a_config_change_that_swaps_champion_and_challenger():
 # -- contextual policies, profiles and models -----------------------------------------------
 
 def test_contextual_policy_decides_on_profile_features_and_learns_from_outcomes():
-    world = World(_config(policy="linear_thompson", rules={"fatigue": {"same_offer_s": 0}}))
-    decided = world.decide(_request(0))
-    assert decided.pending.features is not None and len(decided.pending.features) == 18
+    offers = [{**o, "category": c} for o, c in zip(OFFERS, ("cards", "travel", "dining"))]
+    world = World({**_config(policy="linear_thompson", half_life_s=3600,
+                             rules={"fatigue": {"same_offer_s": 0}}), "offers": offers})
+    decided = world.decide(_request(0, context={"page": "travel"}))
+    x = decided.pending.features
+    names = world.decider._context["default"].names
+    assert x is not None and len(x) == len(names)
+    assert names[-4:] == ("page_cards", "page_dining", "page_travel", "intercept")
+    assert x[-4:] == [0.0, 0.0, 1.0, 1.0]  # the page names the travel category; intercept
+    assert x[names.index("ctx_chan_app")] == 1.0
     world.answer(decided)
     arms = world.population.linear["default"]
-    assert len(arms) == 1
+    assert len(arms) == 1 and arms.half_life_s == 3600
+    other = world.decide(_request(1, ts=T0 + 1000, context={"page": "home"}))
+    assert other.pending.features[-4:] == [0.0, 0.0, 0.0, 1.0]  # not a category: no page column
 
 
 def test_interactions_build_the_profile_segment_and_scores():

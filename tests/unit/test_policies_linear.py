@@ -69,9 +69,10 @@ def test_state_size_is_bounded_and_evicts_the_least_recently_updated_offer():
         state.update(0, x, 1.0)  # offer 0 stays recent, so it is never evicted
     assert len(state) == cap
     assert state.keys.tolist() == [0, 13, 14, 15, 16, 17, 18, 19]
-    # header 28 bytes; a record holds key, updates, last tick, b (d) and the triangle of A^-1
-    record = 4 + 4 + 8 + 8 * d + 8 * d * (d + 1) // 2
-    assert len(state.encode()) == 28 + cap * record
+    # header 36 bytes; a record holds key, updates, last tick, last event time, b (d) and the
+    # upper triangle of S (the data part of A)
+    record = 4 + 4 + 8 + 8 + 8 * d + 8 * d * (d + 1) // 2
+    assert len(state.encode()) == 36 + cap * record
 
 
 def test_pruned_forgets_retired_offers():
@@ -142,3 +143,47 @@ def test_linear_thompson_explores_an_unseen_offer_and_reports_its_propensity():
     # Prior for the unseen offer: N(0, 0.5^2 * 1) against ~N(0.7, small) -> P(win) ~ 8 %.
     assert 0.03 < len(unseen) / 1000 < 0.15
     assert all(c.explore and c.propensity_se > 0 for c in unseen)
+
+
+def test_forgetting_is_an_exponentially_weighted_ridge_that_never_decays_the_prior():
+    rng = np.random.default_rng(8)
+    d, ridge, half_life_s = 3, 1.5, 7200.0
+    state = LinearArms(dim=d, ridge=ridge, half_life_s=half_life_s)
+    X = rng.normal(size=(40, d))
+    y = rng.normal(size=40)
+    ts = np.sort(rng.integers(0, 20 * 3_600_000, 40))
+    for x, r, t in zip(X, y, ts):
+        state.update(4, x, r, now_ms=int(t))
+    now = int(ts[-1]) + 5 * 3_600_000
+    w = 0.5 ** ((now - ts) / 1000.0 / half_life_s)  # independent: weighted ridge at ``now``
+    a = (X * w[:, None]).T @ X + ridge * np.eye(d)
+    theta = np.linalg.solve(a, (X * w[:, None]).T @ y)
+    np.testing.assert_allclose(state.theta(4, now_ms=now), theta, rtol=1e-8, atol=1e-12)
+    x = rng.normal(size=d)
+    mean, var = state.estimate(np.array([4], np.uint32), x, now_ms=now)
+    assert mean[0] == pytest.approx(x @ theta, rel=1e-8)
+    assert var[0] == pytest.approx(x @ np.linalg.solve(a, x), rel=1e-8)
+    # long unseen: back to the prior (variance |x|^2 / ridge), never beyond it
+    far = now + 1000 * int(half_life_s * 1000)
+    mean, var = state.estimate(np.array([4], np.uint32), x, now_ms=far)
+    assert abs(mean[0]) < 1e-9 and var[0] == pytest.approx(x @ x / ridge, rel=1e-9)
+    back = LinearArms.decode(state.encode())
+    assert back == state and back.half_life_s == half_life_s
+
+
+def test_version_1_state_still_decodes():
+    import struct
+    d, ridge = 2, 1.0
+    x1, x2 = np.array([1.0, 0.5]), np.array([0.0, 2.0])
+    a = ridge * np.eye(d) + np.outer(x1, x1) + np.outer(x2, x2)
+    b = 1.0 * x1 + 0.0 * x2
+    iu = np.triu_indices(d)
+    rec = np.zeros(1, [("key", "<u4"), ("updates", "<u4"), ("last", "<u8"), ("b", "<f8", (d,)),
+                       ("ainv", "<f8", (3,))])
+    rec["key"], rec["updates"], rec["last"], rec["b"] = 9, 2, 2, b
+    rec["ainv"] = np.linalg.inv(a)[iu]
+    blob = struct.pack("<BxHIIQd", 1, d, 256, 1, 2, ridge) + rec.tobytes()
+    state = LinearArms.decode(blob)
+    np.testing.assert_allclose(state.theta(9), np.linalg.solve(a, b), rtol=1e-9)
+    state.update(9, x1, 1.0)  # and it keeps learning
+    assert state.keys.tolist() == [9]
