@@ -10,9 +10,10 @@ the dimension is not grouped on it) plus ``dimension="all"``, ``group="*"``. Per
   model is optimistic), ``ignored`` (settled by the attribution-window timer);
 - ``calibration_error``: expected calibration error over ``bins`` equal-width bins of predicted,
   ``sum_b (n_b / n) * |mean predicted_b - response rate_b|``;
-- ``log_loss`` and ``roc_auc`` (``river.metrics.LogLoss`` / ``ROCAUC``; River's AUC is computed on
-  a grid of ``auc_thresholds`` thresholds; ``None`` unless both responses and non-responses were
-  seen);
+- ``log_loss`` and ``roc_auc``, as ``river.metrics.LogLoss`` / ``ROCAUC`` compute them (the AUC on a
+  grid of ``auc_thresholds`` thresholds; ``None`` unless both responses and non-responses were
+  seen), from plain counts: one histogram bin per threshold instead of River's confusion matrix
+  per threshold, so ``add`` costs a bisection rather than ``auc_thresholds`` updates;
 - ``value_sum``: business value realised in the window (late outcomes included: money is money);
 - ``regret`` (sum) and ``mean_regret``: per decision, the best posterior mean among the candidates
   minus the chosen offer's, both at decision time. This estimates the response rate the policy
@@ -41,9 +42,9 @@ is bounded by the open windows times the groups in them.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from typing import Any, Iterable, Mapping
-
-from river import metrics
 
 __all__ = ["DIMENSIONS", "DeltaAggregator", "GroupMetrics"]
 
@@ -55,7 +56,7 @@ class GroupMetrics:
 
     __slots__ = ("count", "responses", "sum_predicted", "sum_delta", "value_sum", "regret",
                  "ignored", "late", "late_responses", "_bin_n", "_bin_p", "_bin_y", "_log_loss",
-                 "_auc")
+                 "_thresholds", "_pos_above", "_neg_above")
 
     def __init__(self, bins: int = 10, auc_thresholds: int = 10) -> None:
         self.count = self.responses = self.ignored = self.late = self.late_responses = 0
@@ -63,8 +64,11 @@ class GroupMetrics:
         self._bin_n = [0] * bins
         self._bin_p = [0.0] * bins
         self._bin_y = [0.0] * bins
-        self._log_loss = metrics.LogLoss()
-        self._auc = metrics.ROCAUC(n_thresholds=auc_thresholds)
+        self._log_loss = 0.0  # sum of per-record log losses
+        self._thresholds = _thresholds(auc_thresholds)
+        # [m]: records whose prediction exceeds exactly the m lowest thresholds
+        self._pos_above = [0] * (auc_thresholds + 1)
+        self._neg_above = [0] * (auc_thresholds + 1)
 
     def add(self, predicted: float, actual: float, value: float = 0.0, regret: float = 0.0,
             ignored: bool = False, late: bool = False) -> None:
@@ -73,8 +77,9 @@ class GroupMetrics:
             self.late += 1
             self.late_responses += actual >= 0.5
             return
+        positive = actual >= 0.5
         self.count += 1
-        self.responses += actual >= 0.5
+        self.responses += positive
         self.ignored += ignored
         self.sum_predicted += predicted
         self.sum_delta += actual - predicted
@@ -83,8 +88,25 @@ class GroupMetrics:
         self._bin_n[b] += 1
         self._bin_p[b] += predicted
         self._bin_y[b] += actual
-        self._log_loss.update(actual >= 0.5, predicted)
-        self._auc.update(actual >= 0.5, predicted)
+        p = min(max(predicted, 1e-15), 1 - 1e-15)  # River's clamp
+        self._log_loss -= math.log(p if positive else 1.0 - p)
+        # bisect_left counts the thresholds t with t < predicted, i.e. River's "p > t"
+        (self._pos_above if positive else self._neg_above)[
+            bisect_left(self._thresholds, predicted)] += 1
+
+    def roc_auc(self) -> float:
+        """River's ``ROCAUC.get()``: trapezoid of TPR over FPR at each threshold (0.0 when one
+        class is missing)."""
+        n_pos, n_neg = sum(self._pos_above), sum(self._neg_above)
+        tprs, fprs = [], []
+        tp, fp = n_pos, n_neg  # predictions above threshold k: those exceeding more than k
+        for k in range(len(self._thresholds)):
+            tp -= self._pos_above[k]
+            fp -= self._neg_above[k]
+            tprs.append(tp / n_pos if n_pos else 0.0)
+            fprs.append(fp / n_neg if n_neg else 0.0)
+        return -sum((fprs[i + 1] - fprs[i]) * (tprs[i + 1] + tprs[i]) / 2.0
+                    for i in range(len(fprs) - 1))
 
     def calibration_error(self) -> float | None:
         """Expected calibration error; None when there is nothing to calibrate."""
@@ -103,8 +125,8 @@ class GroupMetrics:
             "mean_predicted": self.sum_predicted / n if n else None,
             "mean_delta": self.sum_delta / n if n else None,
             "calibration_error": self.calibration_error(),
-            "log_loss": self._log_loss.get() if n else None,
-            "roc_auc": self._auc.get() + 0.0 if both_classes else None,  # + 0.0: no "-0.0"
+            "log_loss": self._log_loss / n if n else None,
+            "roc_auc": self.roc_auc() + 0.0 if both_classes else None,  # + 0.0: no "-0.0"
             "value_sum": self.value_sum,
             "regret": self.regret,
             "mean_regret": self.regret / n if n else None,
@@ -112,6 +134,14 @@ class GroupMetrics:
             "late": self.late,
             "late_responses": self.late_responses,
         }
+
+
+def _thresholds(n: int) -> list[float]:
+    """River's ROCAUC thresholds: ``n`` evenly over [0, 1], the ends nudged outwards."""
+    out = [i / (n - 1) for i in range(n)]
+    out[0] -= 1e-7
+    out[-1] += 1e-7
+    return out
 
 
 class DeltaAggregator:

@@ -16,6 +16,17 @@ JSON-ready drift record (``kind: "drift"``, the shape of the ``delta-metrics`` t
 returned; the other candidates carry on, so serving switches to a model that has not been reset
 while the new one learns the new concept.
 
+**Sampling negatives.** Learning is the costliest thing the engine does per event, and most
+outcomes are negatives (an offer ignored). A classifier whose candidates all take sample weights
+(River's linear models and Hoeffding trees do) can learn from every positive but only one
+negative in ``negative_stride``, with weight ``negative_stride`` (importance weighting: the
+weighted label balance, losses and counts stay those of the full stream). ``weight_for(y)`` says
+how much an example counts (0: skip it, before building its features); the first
+``full_examples`` examples are all learned, so a young model learns at full speed. Which
+negatives are kept is a counter, not a random draw: the same stream gives the same models. The
+drift detectors watch the errors of the examples learned, so they restart once when sampling
+starts (the share of positives among them rises then, which is not drift).
+
 >>> from river import dummy, linear_model, optim
 >>> logreg = linear_model.LogisticRegression(optim.SGD(0.5))
 >>> sel = ModelSelector("demo", {"prior": dummy.PriorClassifier(), "logreg": logreg}, min_select=5)
@@ -27,10 +38,11 @@ while the new one learns the new concept.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Mapping
 
-from river import base, drift
+from river import base, compose, drift
 
 __all__ = ["ModelSelector"]
 
@@ -56,6 +68,8 @@ class ModelSelector:
         drift_delta: float = 0.002,
         drift_grace: int = 200,
         drift_min_increase: float = 0.02,
+        negative_stride: int = 1,
+        full_examples: int = 0,
     ) -> None:
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be classification or regression, not {task!r}")
@@ -65,7 +79,14 @@ class ModelSelector:
         self.min_select, self.margin = min_select, margin
         self.drift_delta, self.drift_grace = drift_delta, drift_grace
         self.drift_min_increase = drift_min_increase
+        if negative_stride < 1 or full_examples < 0:
+            raise ValueError("negative_stride must be >= 1 and full_examples >= 0")
         self._protos = {k: m.clone() for k, m in candidates.items()}
+        weighted = task == "classification" and all(_takes_weight(m) for m in self._protos.values())
+        self.negative_stride = negative_stride if weighted else 1
+        self.full_examples = full_examples
+        self._negatives = 0  # negatives offered since the last one learned
+        self._sampling = False  # past full_examples: negatives are being sampled
         self._models: dict[str, Any] = {}
         self._loss: dict[str, float] = {}
         self._weight: dict[str, float] = {}
@@ -126,11 +147,28 @@ class ModelSelector:
         }  # fmt: skip
 
     # -- learning --------------------------------------------------------------------------
-    def learn(self, x: Mapping[str, float], y: float | bool, ts: int = 0) -> list[dict[str, Any]]:
-        """Score ``x`` with every candidate, then learn ``(x, y)``; returns drift records."""
+    def weight_for(self, y: float | bool) -> int:
+        """The weight to learn ``y`` with, 0 to skip it (see *Sampling negatives*). Counts the
+        example: call it once per example, then ``learn`` with that weight unless it is 0."""
+        if self.negative_stride == 1 or y or self._n < self.full_examples:
+            return 1
+        if not self._sampling:  # the watched stream changes make-up once: restart the detectors
+            self._sampling = True
+            for k in self._adwin:
+                self._adwin[k] = drift.ADWIN(delta=self.drift_delta)
+        self._negatives += 1
+        if self._negatives < self.negative_stride:
+            return 0
+        self._negatives = 0
+        return self.negative_stride
+
+    def learn(self, x: Mapping[str, float], y: float | bool, ts: int = 0,
+              w: int = 1) -> list[dict[str, Any]]:
+        """Score ``x`` with every candidate, then learn ``(x, y)`` as ``w`` examples (``w`` > 1
+        only where every candidate takes sample weights); returns drift records."""
         target: float | bool = bool(y) if self.task == "classification" else float(y)
         yf = float(target)
-        decay = 1.0 / self.window
+        decay = min(1.0, w / self.window)
         events: list[dict[str, Any]] = []
         for k, model in self._models.items():
             pred = self._predict(k, x)
@@ -142,13 +180,16 @@ class ModelSelector:
                 loss = err
             self._loss[k] = (1 - decay) * self._loss[k] + decay * loss
             self._weight[k] = (1 - decay) * self._weight[k] + decay
-            model.learn_one(x, target)
-            self._seen[k] += 1
-            event = self._watch(k, err, ts)
+            if w == 1:
+                model.learn_one(x, target)
+            else:
+                model.learn_one(x, target, w=float(w))
+            self._seen[k] += w
+            event = self._watch(k, err, ts, w)
             if event is not None:
                 events.append(event)
-        self._n += 1
-        self._y_mean += (yf - self._y_mean) / min(self._n, self.window)
+        self._n += w
+        self._y_mean += (yf - self._y_mean) * min(1.0, w / min(self._n, self.window))
         self._select()
         for e in events:
             e["active"], e["model_version"] = self._best, self.version
@@ -171,18 +212,25 @@ class ModelSelector:
             p = self._y_mean
         return min(max(p, 0.0), 1.0) if math.isfinite(p) else self._y_mean
 
+    def __setstate__(self, state: dict[str, Any]) -> None:  # checkpoints from before sampling
+        state.setdefault("negative_stride", 1)
+        state.setdefault("full_examples", 0)
+        state.setdefault("_negatives", 0)
+        state.setdefault("_sampling", False)
+        self.__dict__.update(state)
+
     def _reset(self, k: str) -> None:
         self._models[k] = self._protos[k].clone()
         self._loss[k], self._weight[k], self._seen[k] = 0.0, 0.0, 0
         self._err_fast[k] = self._err_slow[k] = 0.0
         self._adwin[k] = drift.ADWIN(delta=self.drift_delta)
 
-    def _watch(self, k: str, err: float, ts: int) -> dict[str, Any] | None:
+    def _watch(self, k: str, err: float, ts: int, w: int = 1) -> dict[str, Any] | None:
         seen = self._seen[k]
-        if seen == 1:
+        if seen == w:  # the candidate's first example since its last reset
             self._err_fast[k] = self._err_slow[k] = err
-        self._err_fast[k] += (err - self._err_fast[k]) / min(seen, FAST_WINDOW)
-        self._err_slow[k] += (err - self._err_slow[k]) / min(seen, self.window)
+        self._err_fast[k] += (err - self._err_fast[k]) * min(1.0, w / min(seen, FAST_WINDOW))
+        self._err_slow[k] += (err - self._err_slow[k]) * min(1.0, w / min(seen, self.window))
         if seen <= self.drift_grace:  # a model still warming up is not watched
             return None
         detector = self._adwin[k]
@@ -209,3 +257,10 @@ class ModelSelector:
         incumbent = ready.get(self._best)
         if incumbent is None or ready[challenger] < incumbent * (1 - self.margin):
             self._best = challenger
+
+
+def _takes_weight(model: base.Estimator) -> bool:
+    """Whether ``model.learn_one`` takes a sample weight ``w`` (a pipeline: its last step)."""
+    if isinstance(model, compose.Pipeline):
+        model = list(model.steps.values())[-1]
+    return "w" in inspect.signature(model.learn_one).parameters

@@ -75,6 +75,13 @@ class SuiteConfig:
     n_segments: int = 5
     segment_min_events: int = 10
     propensity_prior: float = 50.0
+    # engagement (the costliest learner: a Hoeffding tree on every outcome): after
+    # ``outcome_full_examples`` examples, learn every response but one ignored / dismissed offer
+    # in ``outcome_negative_stride``, weighted by the stride (see ``ModelSelector``); 1 learns
+    # from every outcome. The per-offer propensity models (one linear model each, and fewer
+    # examples each, so sampling would slow their drift detection) learn from every outcome.
+    outcome_negative_stride: int = 2
+    outcome_full_examples: int = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,7 +96,7 @@ class ModelSuite:
         self, config: SuiteConfig = SuiteConfig(), profile_config: ProfileConfig = DEFAULT_CONFIG
     ) -> None:
         self.config, self.profile_config = config, profile_config
-        self.engagement_model = self._classifier("engagement")
+        self.engagement_model = self._classifier("engagement", outcome=True)
         self.churn_model = self._classifier("churn")
         self.capacity_model = ModelSelector(
             "capacity", candidates.regressors(config.seed, config.regressors), "regression",
@@ -106,9 +113,13 @@ class ModelSuite:
             "drift_grace": c.drift_grace, "drift_min_increase": c.drift_min_increase,
         }  # fmt: skip
 
-    def _classifier(self, name: str, names: tuple[str, ...] | None = None) -> ModelSelector:
+    def _classifier(self, name: str, names: tuple[str, ...] | None = None,
+                    outcome: bool = False) -> ModelSelector:
         models = candidates.classifiers(self.config.seed, names or self.config.classifiers)
-        return ModelSelector(name, models, "classification", **self._selector_settings())
+        sampling = {"negative_stride": self.config.outcome_negative_stride,
+                    "full_examples": self.config.outcome_full_examples} if outcome else {}
+        return ModelSelector(name, models, "classification", **self._selector_settings(),
+                             **sampling)
 
     def _selectors(self) -> list[ModelSelector]:
         fixed = [self.engagement_model, self.churn_model, self.capacity_model]
@@ -236,18 +247,25 @@ class ModelSuite:
         value: float = 0.0,
     ) -> tuple[Profile, list[dict[str, Any]]]:
         """Learn propensity and engagement from one outcome (features as of ``decided_ms``, the
-        decision time, default ``ts``), then apply the outcome to the profile."""
+        decision time, default ``ts``), then apply the outcome to the profile. Past its first
+        examples the engagement model learns a weighted sample of the non-responses
+        (``outcome_negative_stride``)."""
         cfg, at = self.profile_config, ts if decided_ms is None else decided_ms
-        key = offer_key(offer_id)
-        base = features(profile, context, at, cfg)
-        events = self.engagement_model.learn(base, reward > 0, ts)
+        key, y = offer_key(offer_id), reward > 0
         model = self.propensity_models.get(offer_id)
         if model is None:
             model = self.propensity_models[offer_id] = self._classifier(
                 f"propensity/{offer_id}", self.config.propensity_classifiers)
-        x = base | offer_features(profile, key, urgent, at, cfg)
-        events += model.learn(x, reward > 0, ts)
-        self.report.outcome(profile.segment, float(reward > 0), value)
+        w_engagement, w_propensity = self.engagement_model.weight_for(y), model.weight_for(y)
+        events: list[dict[str, Any]] = []
+        if w_engagement or w_propensity:
+            base = features(profile, context, at, cfg)
+            if w_engagement:
+                events += self.engagement_model.learn(base, y, ts, w_engagement)
+            if w_propensity:
+                x = base | offer_features(profile, key, urgent, at, cfg)
+                events += model.learn(x, y, ts, w_propensity)
+        self.report.outcome(profile.segment, float(y), value)
         return apply_outcome(profile, key, urgent, float(reward > 0), ts, cfg), events
 
     def prune(self, live_offer_ids: Sequence[str]) -> None:

@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from stream_app.core.delta import DeltaAggregator
+from stream_app.core.delta import DeltaAggregator, GroupMetrics
 from stream_app.core.feedback import PendingDecision, ignored, resolve
 
 
@@ -181,3 +183,22 @@ def test_bad_input_is_refused():
         agg.add(rec(0, float("nan"), 1.0))
     with pytest.raises(ValueError):
         DeltaAggregator(window_s=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0, 1.0), st.booleans()), min_size=1, max_size=60),
+       st.integers(2, 15))
+def test_log_loss_and_auc_equal_rivers_metrics(pairs, thresholds):
+    """The counting implementation gives what river.metrics.LogLoss / ROCAUC give."""
+    from river import metrics
+
+    group, ll, auc = GroupMetrics(auc_thresholds=thresholds), metrics.LogLoss(), \
+        metrics.ROCAUC(n_thresholds=thresholds)
+    for p, y in pairs:
+        group.add(p, float(y))
+        ll.update(y, p)
+        auc.update(y, p)
+    s = group.summary()
+    assert s["log_loss"] == pytest.approx(ll.get(), rel=1e-9, abs=1e-12)
+    if 0 < s["responses"] < s["count"]:
+        assert s["roc_auc"] == pytest.approx(auc.get(), abs=1e-12)

@@ -169,3 +169,32 @@ def test_checkpoint_envelope_refuses_what_it_cannot_trust():
         checkpoint.loads(blob[:-1] + bytes([blob[-1] ^ 1]))
     with pytest.raises(checkpoint.CheckpointError):
         checkpoint.loads(b"SA")
+
+
+def test_sampled_negatives_keep_the_weighted_label_balance():
+    """Every positive and one negative in 4 are learned, the latter with weight 4: the weighted
+    counts, the prior mean and a weighted linear model see the stream's true response rate."""
+    from river import linear_model, optim
+
+    sel = ModelSelector("s", {"logreg": linear_model.LogisticRegression(optim.SGD(0.05))},
+                        window=10_000, negative_stride=4, full_examples=100)
+    learned = weights = 0
+    for i in range(4100):
+        y = i % 10 == 0  # 10 % responses
+        w = sel.weight_for(y)
+        if w:
+            sel.learn({"x": 1.0}, y, ts=i, w=w)
+            learned += 1
+            weights += w
+    assert sel.n_updates == weights and abs(weights - 4100) <= 4
+    assert learned < 0.4 * 4100  # 100 in full, then 10 % + 90 % / 4 of the rest
+    assert abs(sel.predict({"x": 1.0}) - 0.1) < 0.03
+    assert abs(sel._y_mean - 0.1) < 0.03
+
+
+def test_sampling_needs_weighted_candidates_and_is_off_for_regression():
+    from river import dummy, linear_model
+
+    assert ModelSelector("c", {"prior": dummy.PriorClassifier()}, negative_stride=4).negative_stride == 1
+    reg = ModelSelector("r", {"lin": linear_model.LinearRegression()}, "regression", negative_stride=4)
+    assert reg.negative_stride == 1 and reg.weight_for(0.0) == 1

@@ -81,3 +81,55 @@ def test_decay_reconverges_after_the_best_arm_changes(seed):
     assert before_decay > 0.85 and before_flat > 0.85  # both had learned the first regime
     assert after_decay > 0.8
     assert after_flat < 0.3
+
+
+def test_integrated_two_arm_propensity_matches_quadrature():
+    exact, _ = integrate.quad(lambda x: stats.beta.pdf(x, 6, 4) * stats.beta.cdf(x, 5, 5), 0, 1)
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        c = ThompsonSampling().choose(_inp([6, 5], [4, 5]), rng)
+        want = exact if c.index == 0 else 1 - exact
+        assert c.propensity_se == 0.0
+        assert abs(c.propensity - want) < 3e-3
+
+
+def _posteriors(rng: np.random.Generator, kind: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if kind == 0:  # young customers: a few pseudo-observations, rates near zero, alpha < 1
+        return rng.uniform(0.1, 3.0, n), rng.uniform(2.0, 30.0, n)
+    if kind == 1:  # well-known arms: hundreds to thousands of observations
+        return rng.uniform(1.0, 500.0, n), rng.uniform(100.0, 5000.0, n)
+    if kind == 2:  # one sharp arm among flat ones
+        return np.r_[rng.uniform(0.1, 2.0, n - 1), 2000.0], np.r_[rng.uniform(1.0, 50.0, n - 1), 8000.0]
+    alpha = np.full(n, 2.0)  # near ties
+    alpha[0] = 2.5
+    return alpha, np.full(n, 8.0)
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2, 3])
+def test_integrated_propensities_match_a_large_monte_carlo(kind):
+    """P(arm wins a joint draw) by integration vs 400k joint draws (se <= 8e-4 per arm)."""
+    from stream_app.policies.beta_max import win_probabilities
+
+    rng = np.random.default_rng(100 + kind)
+    for n in (2, 7, 20):
+        alpha, beta = _posteriors(rng, kind, n)
+        p = win_probabilities(alpha, beta)
+        draws = rng.beta(alpha, beta, size=(400_000, n))
+        mc = np.bincount(draws.argmax(axis=1), minlength=n) / 400_000
+        assert p.sum() == pytest.approx(1.0, abs=1e-12) and (p >= 0).all()
+        assert np.abs(p - mc).max() < 5e-3, (alpha, beta, p, mc)
+
+
+def test_integrated_choice_is_seeded_and_its_propensity_is_the_win_probability():
+    from stream_app.policies.beta_max import win_probabilities
+
+    alpha, beta = np.array([1.5, 2.0, 0.4, 3.0]), np.array([9.0, 12.0, 4.0, 30.0])
+    policy = ThompsonSampling()
+    a = policy.choose(_inp(alpha, beta), np.random.default_rng(11))
+    b = policy.choose(_inp(alpha, beta), np.random.default_rng(11))
+    assert (a.index, a.propensity) == (b.index, b.propensity)
+    assert a.propensity == pytest.approx(win_probabilities(alpha, beta)[a.index])
+    # the choice follows the win probabilities: frequencies over many seeds
+    picks = np.bincount([policy.choose(_inp(alpha, beta), np.random.default_rng(s)).index
+                         for s in range(4000)], minlength=4) / 4000
+    assert np.abs(picks - win_probabilities(alpha, beta)).max() < 0.03
