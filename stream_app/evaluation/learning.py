@@ -37,18 +37,22 @@ from stream_app.simulator.population import DAY_MS
 BENCH_RULES: dict[str, Any] = {"fatigue": {"same_offer_s": 0}}  # the oracle ignores the 24 h rule
 HALF_LIFE_S = 86_400.0
 
-# Use-case settings on top of ``default_engine_config()``; ``engine_best`` was chosen on tuning
-# seeds (101, 102), never on the reported ones (docs/benchmarks/learning.md says how).
+# Use-case settings on top of ``default_engine_config()``; ``engine_best`` was chosen on the tuning
+# seed (101), never on the reported ones (docs/benchmarks/learning.md says how).
 ENGINE_CONFIGS: dict[str, dict[str, Any]] = {
     "engine_default": {},
-    "engine_best": {"policy": "thompson", "half_life_s": HALF_LIFE_S,
-                    "prior": {"segment_strength": 20.0, "prior_strength": 1000.0}},
-    "engine_rules_on": {"policy": "thompson", "half_life_s": HALF_LIFE_S,
-                        "prior": {"segment_strength": 20.0, "prior_strength": 1000.0},
-                        "rules": {}},
+    # contextual: per-offer ridge regressions on profile + page features, forgetting in 1 day
+    "engine_best": {"policy": "linear_thompson", "params": {"exploration": 0.05},
+                    "half_life_s": HALF_LIFE_S},
+    # the best context-free configuration: Thompson on online-segment arms, forgetting in 1 day
+    "engine_segment_arms": {"policy": "thompson", "half_life_s": HALF_LIFE_S,
+                            "prior": {"segment_strength": 20.0, "prior_strength": 1000.0}},
+    "engine_rules_on": {"policy": "linear_thompson", "params": {"exploration": 0.05},
+                        "half_life_s": HALF_LIFE_S, "rules": {}},
 }
 BASELINES = ("oracle", "static_best", "random", "river_thompson")
-DEFAULT_AGENTS = (*BASELINES, "engine_default", "engine_best", "engine_rules_on")
+DEFAULT_AGENTS = (*BASELINES, "engine_default", "engine_segment_arms", "engine_best",
+                  "engine_rules_on")
 
 
 def horizons_for(days: float, drift_days: Sequence[float] = ()) -> tuple[tuple[str, float, float], ...]:
