@@ -40,6 +40,7 @@ def customer_scores(
     """JSON-ready scores record (schema ``customer-scores.v1``; ``customer_id`` if given)."""
     cfg = models.profile_config
     sp = spend_personality(profile, now_ms, cfg)
+    engagement, churn, capacity = models.scores(profile, now_ms)
     record: dict[str, Any] = {} if customer_id is None else {"customer_id": customer_id}
     record.update(
         ts=int(now_ms),
@@ -50,9 +51,9 @@ def customer_scores(
             "memberships": {a: round(m, 6) for a, m in sp.memberships.items()},
         },
         lifecycle_stage=lifecycle_stage(profile, now_ms, cfg),
-        engagement=round(models.engagement(profile, None, now_ms), 6),
-        churn=round(models.churn(profile, now_ms), 6),
-        capacity=round(models.capacity(profile, now_ms), 4),
+        engagement=round(engagement, 6),
+        churn=round(churn, 6),
+        capacity=round(capacity, 4),
         model_version=models.version,
     )
     return record

@@ -186,6 +186,16 @@ class ModelSuite:
         x = features(profile, None, now_ms, self.profile_config)
         return from_capacity_target(self.capacity_model.predict(x))
 
+    def scores(self, profile: Profile, now_ms: int) -> tuple[float, float, float]:
+        """``engagement`` (no context), ``churn`` and ``capacity`` from one feature vector."""
+        x = features(profile, None, now_ms, self.profile_config)
+        if profile.n_events and now_ms - profile.last_event_ms >= self.config.churn_horizon_s * 1e3:
+            churn = 1.0
+        else:
+            churn = self.churn_model.predict(x)
+        return (self.engagement_model.predict(x), churn,
+                from_capacity_target(self.capacity_model.predict(x)))
+
     def segment_of(self, profile: Profile, now_ms: int) -> int:
         """Nearest segment now (-1 before the segmenter is initialised); does not learn."""
         return self.segmenter.predict(segment_vector(profile, now_ms, self.profile_config))

@@ -190,8 +190,14 @@ def build_app(settings: Settings) -> faust.App:
         population.events += 1
         if population.events >= settings.checkpoint_every:
             started = time.perf_counter()
-            checkpoints.store(models_table, population)
             population.events = 0
+            try:
+                checkpoints.store(models_table, population)
+            except Exception as exc:  # noqa: BLE001 - the event itself was processed: keep it
+                # e.g. the changelog topic's metadata not known yet right after start-up; the
+                # next checkpoint (another checkpoint_every events) tries again
+                log.warning("checkpoint_failed", partition=partition, error=str(exc))
+                return population
             log.info("checkpoint_stored", partition=partition,
                      model_version=population.suite.version,
                      ms=round((time.perf_counter() - started) * 1000, 1))
@@ -207,15 +213,30 @@ def build_app(settings: Settings) -> faust.App:
     def store_customer(customer_id: str, customer: CustomerState) -> None:
         customers_table[customer_id.encode()] = customer.encode()
 
-    def load_evidence(customer_id: str, segment: str) -> Evidence:
-        return Evidence(Arms.decode(arms_table.get(customer_id.encode())),
-                        Arms.decode(arms_table.get(SEGMENT_KEY + segment.encode())),
-                        Arms.decode(arms_table.get(POPULATION_KEY)))
+    # The partition's segment and population arms are read by every decision and settlement:
+    # they are cached in memory (read once from the table per partition since start) and
+    # written through to the table whenever they change, so the table stays exact.
+    pooled: dict[int, dict[bytes, Arms]] = {}
 
-    def store_evidence(customer_id: str, segment: str, evidence: Evidence) -> None:
+    def pooled_arms(partition: int, key: bytes) -> Arms:
+        rows = pooled.setdefault(partition, {})
+        arms = rows.get(key)
+        if arms is None:
+            arms = rows[key] = Arms.decode(arms_table.get(key))
+        return arms
+
+    def load_evidence(partition: int, customer_id: str, segment: str) -> Evidence:
+        return Evidence(Arms.decode(arms_table.get(customer_id.encode())),
+                        pooled_arms(partition, SEGMENT_KEY + segment.encode()),
+                        pooled_arms(partition, POPULATION_KEY))
+
+    def store_evidence(partition: int, customer_id: str, segment: str, evidence: Evidence) -> None:
         arms_table[customer_id.encode()] = evidence.customer.encode()
-        arms_table[SEGMENT_KEY + segment.encode()] = evidence.segment.encode()
-        arms_table[POPULATION_KEY] = evidence.population.encode()
+        rows = pooled.setdefault(partition, {})
+        for key, arms in ((SEGMENT_KEY + segment.encode(), evidence.segment),
+                          (POPULATION_KEY, evidence.population)):
+            rows[key] = arms
+            arms_table[key] = arms.encode()
 
     async def publish(clock: PartitionClock, records: tuple[dict, ...] | list[dict]) -> None:
         for record in records:
@@ -232,7 +253,8 @@ def build_app(settings: Settings) -> faust.App:
 
     async def settle(partition: int, clock: PartitionClock, learned: Learned) -> None:
         """Store what an outcome or an expired window taught, keep the decision, publish deltas."""
-        store_evidence(learned.pending.customer_id, learned.pending.segment, learned.evidence)
+        store_evidence(partition, learned.pending.customer_id, learned.pending.segment,
+                       learned.evidence)
         store_customer(learned.pending.customer_id, learned.customer)
         keep(partition, clock, learned.pending)
         await publish(clock, learned.records)
@@ -251,7 +273,7 @@ def build_app(settings: Settings) -> faust.App:
                 del pending_table[key]
                 continue
             await settle(partition, clock, decider.expire(
-                load_evidence(pending.customer_id, pending.segment),
+                load_evidence(partition, pending.customer_id, pending.segment),
                 load_customer(pending.customer_id), pending, population_for(partition)))
         closed = clock.rollups.flush(clock.timers.watermark_ms)
         for rollup in closed:
@@ -283,7 +305,7 @@ def build_app(settings: Settings) -> faust.App:
         cid = request["customer_id"]
         customer = load_customer(cid)
         segment = segment_of(request, customer.profile.segment)
-        decided = decider.decide(request, customer, load_evidence(cid, segment),
+        decided = decider.decide(request, customer, load_evidence(partition, cid, segment),
                                  population_for(partition))
         if decided.pending is not None:
             keep(partition, clock, decided.pending)
@@ -321,7 +343,7 @@ def build_app(settings: Settings) -> faust.App:
         seen.remember(outcome["outcome_id"])
         seen_table[seen_key] = seen.encode()
         await settle(partition, clock, decider.learn(
-            load_evidence(cid, pending.segment), load_customer(cid), pending, outcome,
+            load_evidence(partition, cid, pending.segment), load_customer(cid), pending, outcome,
             population_for(partition)))
 
     @app.agent(outcomes)
@@ -364,4 +386,8 @@ def run_worker(settings: Settings) -> None:
     create_topics(settings)
     app = build_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG so that it sees every record: each
+    # debug call of Faust and aiokafka (several per message sent) then builds a LogRecord that
+    # the handler drops. Without the spinner the root logger keeps the configured level.
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -195,3 +195,17 @@ def test_should_emit_rate_limits_and_reacts_to_changes():
     q = mark_emitted(p, scores(segment=None, spend_personality={"dominant": None}), 5)
     assert (q.last_emit_ms, q.emitted_segment, q.emitted_dominant) == (5, -1, 5)
     assert Profile.decode(q.encode()) == q
+
+
+def test_scores_in_one_pass_equal_the_single_scores():
+    from stream_app.profile import Profile
+
+    suite = ModelSuite(SuiteConfig(classifiers=("logreg",), regressors=("mean", "blr")))
+    p = Profile.empty()
+    for i in range(60):
+        p, _ = suite.observe_interaction(p, {"ts": i * 3_600_000, "type": "transaction",
+                                             "amount": 10.0 + i, "category": "dining"})
+        p, _ = suite.observe_outcome(p, "cashback", False, float(i % 3 == 0), i * 3_600_000 + 1)
+    for now in (61 * 3_600_000, 61 * 3_600_000 + 40 * 86_400_000):
+        assert suite.scores(p, now) == (suite.engagement(p, None, now), suite.churn(p, now),
+                                        suite.capacity(p, now))
