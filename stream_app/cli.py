@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--days", type=float, default=14.0)
     lb.add_argument("--drift-days", default="7", help="comma-separated days of the drifts")
     lb.add_argument("--agents", default="", help="comma-separated agents (default: baselines, "
-                    "engine_default, engine_best, engine_rules_on)")
+                    "engine_default, engine_segment_arms, engine_best, engine_rules_on)")
     lb.add_argument("--processes", type=int, default=1, help="runs in parallel")
     lb.add_argument("--full-models", action="store_true", help="the worker's River models "
                     "(slower; decisions are the same)")
