@@ -271,6 +271,26 @@ def test_interactions_build_the_profile_segment_and_scores():
     assert d["model_version"].endswith(world.population.suite.version)
 
 
+def test_contextual_state_forgets_with_the_use_case_half_life_and_survives_a_checkpoint():
+    world = World(_config(policy="linear_thompson", half_life_s=3600,
+                          rules={"fatigue": {"same_offer_s": 0}}))
+    for i in range(40):
+        decided = world.decide(_request(i, customer=f"c-{i % 4}", ts=T0 + i * 1000))
+        world.answer(decided, kind="clicked" if decided.decision["offer_id"] == "dining"
+                     else "dismissed")
+    arms = world.population.linear["default"]
+    x = np.asarray(decided.pending.features)
+    keys = np.array(sorted(arms.keys), np.uint32)
+    restored = PopulationState.from_chunks(world.population.to_chunks(max_bytes=4096))
+    back = restored.linear_for("default", len(x), half_life_s=3600)
+    now = T0 + 60_000
+    for got, want in zip(back.estimate(keys, x, now), arms.estimate(keys, x, now)):
+        np.testing.assert_array_equal(got, want)
+    # a day later (24 half-lives) the evidence is gone: every offer is back at the prior
+    mean, var = arms.estimate(keys, x, now + 86_400_000)
+    assert np.allclose(mean, 0.0, atol=1e-4) and np.allclose(var, x @ x, rtol=1e-4)
+
+
 def test_population_checkpoint_keeps_what_was_learned():
     world = World(_config(challengers=["ucb"], rules={"fatigue": {"same_offer_s": 0}}))
     for i in range(60):
