@@ -56,34 +56,39 @@ def win_probabilities(alpha: np.ndarray, beta: np.ndarray, per_arm: int = 17, z:
     hi = float(np.clip((mean + z * sd).max(), -_Y_LIMIT, _Y_LIMIT))
     if hi - lo < 1e-9:
         hi = lo + 1e-9
-    own = (mean[:, None] + sd[:, None] * np.linspace(-z, z, per_arm)).ravel()
+    own = (mean + sd * np.linspace(-z, z, per_arm)[:, None]).ravel()
     y = np.unique(np.concatenate((np.linspace(lo, hi, uniform), own[(own > lo) & (own < hi)])))
-    x = special.expit(y)
+    x = special.expit(y)[:, None]
+    # arrays are (grid point, arm): cumulative sums and products run down contiguous columns
     # log density up to a per-arm constant: alpha log x + beta log(1 - x), in the logit domain
-    g = np.outer(a, -np.logaddexp(0.0, -y))
-    g += np.outer(b, -np.logaddexp(0.0, y))
-    g -= g.max(axis=1, keepdims=True)
+    g = np.logaddexp(0.0, -y)[:, None] * -a
+    g -= np.logaddexp(0.0, y)[:, None] * b
+    g -= g.max(axis=0)
     np.exp(g, out=g)
-    slope = np.outer(a, 1.0 - x)
-    slope -= np.outer(b, x)
+    slope = (1.0 - x) * a
+    slope -= x * b
     slope *= g  # d g / d y
-    dy = np.diff(y)
-    cells = (g[:, 1:] + g[:, :-1]) * dy
-    cells += (slope[:, :-1] - slope[:, 1:]) * (dy * dy / 6.0)
+    dy = np.diff(y)[:, None]
+    cells = g[1:] + g[:-1]
+    cells *= dy
+    cells += (slope[:-1] - slope[1:]) * (dy * dy / 6.0)
     np.maximum(cells, 0.0, out=cells)
-    mass = np.cumsum(cells, axis=1)
-    f_lo = special.betainc(a, b, x[0])
-    f_hi = special.betainc(a, b, x[-1])
-    cdf = np.empty((n, len(y)))
-    cdf[:, 0] = f_lo
-    total = mass[:, -1]
+    mass = np.cumsum(cells, axis=0)
+    f_lo = special.betainc(a, b, x[0, 0])
+    f_hi = special.betainc(a, b, x[-1, 0])
+    total = mass[-1]
     scale = np.divide(f_hi - f_lo, total, out=np.zeros(n), where=total > 0)
-    np.multiply(mass, scale[:, None], out=cdf[:, 1:])
-    cdf[:, 1:] += f_lo[:, None]
-    # prod_{j != i} F_j = prod_j F_j / F_i, in logs (F_i = 0 is floored: its cells carry no dF_i)
-    log_cdf = np.log(np.maximum(cdf, 1e-300))
-    others = np.exp(log_cdf.sum(axis=0) - log_cdf)
-    p = (np.diff(cdf, axis=1) * (others[:, 1:] + others[:, :-1])).sum(axis=1) * 0.5
-    p += (1.0 - cdf[:, -1]) * others[:, -1]
+    cdf = np.empty((len(y), n))
+    cdf[0] = f_lo
+    np.multiply(mass, scale, out=cdf[1:])
+    cdf[1:] += f_lo
+    # prod_{j != i} F_j: products of the arms before i and after i
+    before = np.ones_like(cdf)
+    np.cumprod(cdf[:, :-1], axis=1, out=before[:, 1:])
+    after = np.ones_like(cdf)
+    np.cumprod(cdf[:, :0:-1], axis=1, out=after[:, -2::-1])
+    others = before * after
+    p = (np.diff(cdf, axis=0) * (others[1:] + others[:-1])).sum(axis=0) * 0.5
+    p += (1.0 - cdf[-1]) * others[-1]
     np.maximum(p, 0.0, out=p)
     return p / p.sum()

@@ -380,8 +380,16 @@ def build_app(settings: Settings) -> faust.App:
 
 
 def run_worker(settings: Settings) -> None:
-    """Run the worker in this process until SIGINT / SIGTERM."""
+    """Run the worker in this process until SIGINT / SIGTERM, on uvloop where installed (a
+    dependency on POSIX; Faust does not select it by itself)."""
+    import mode.loop
+
     from stream_app.kafka.topics import create_topics
+
+    try:
+        mode.loop.use("uvloop")  # sets the event loop policy: before the app creates its loop
+    except ImportError:
+        log.info("uvloop_unavailable")
 
     create_topics(settings)
     app = build_app(settings)
