@@ -379,6 +379,31 @@ def build_app(settings: Settings) -> faust.App:
     return app
 
 
+def create_changelog_topics(settings: Settings, app: faust.App, timeout_s: float = 30.0) -> None:
+    """Create the tables' changelog topics (compacted, co-partitioned) before the worker starts.
+
+    Left to Faust, they are created during start-up, after the consumer took its metadata
+    snapshot; until the next metadata refresh (minutes) Faust then sees 0 partitions for a
+    changelog topic and refuses the first write to that table from each source topic
+    (``PartitionsMismatch``). The ``models`` table, first written at the first checkpoint,
+    was hit by this in benchmark runs."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    new = [NewTopic(name, num_partitions=settings.partitions, replication_factor=1,
+                    config={"cleanup.policy": "compact"})
+           for name in sorted(t.changelog_topic.get_topic_name() for t in app.tables.values())
+           if name not in existing]
+    for name, fut in (admin.create_topics(new, operation_timeout=timeout_s).items() if new else ()):
+        try:
+            fut.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
 def run_worker(settings: Settings) -> None:
     """Run the worker in this process until SIGINT / SIGTERM, on uvloop where installed (a
     dependency on POSIX; Faust does not select it by itself)."""
@@ -393,6 +418,7 @@ def run_worker(settings: Settings) -> None:
 
     create_topics(settings)
     app = build_app(settings)
+    create_changelog_topics(settings, app)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that it sees every record: each
     # debug call of Faust and aiokafka (several per message sent) then builds a LogRecord that
