@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import orjson
 
 from stream_app.settings import Settings
+from stream_app.worker.process import spawn_worker, stop_worker
 
 
 class CliError(Exception):
@@ -116,19 +115,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     log_path = settings.cache_dir / "demo-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
+        worker = spawn_worker(env, log)
     print(f"worker: pid {worker.pid}, log {log_path}")
     try:
         score = run_traffic(settings, customers=args.customers, seconds=args.seconds,
                             rate=args.rate, seed=args.seed)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_worker(worker, 30.0)
     _print_summary(score)
     if not settings.external_cluster and not args.keep_kafka:
         _broker(settings).down()

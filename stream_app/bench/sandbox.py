@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +14,7 @@ from stream_app.kafka.broker import LocalBroker, free_port
 from stream_app.kafka.client import producer, send
 from stream_app.kafka.topics import create_topics, delete_topics_with_prefixes
 from stream_app.settings import Settings
+from stream_app.worker.process import spawn_worker, stop_worker
 
 
 class Sandbox:
@@ -112,10 +111,7 @@ class Sandbox:
         log.write(f"\n--- start {self.worker_starts} ---\n".encode())
         log.flush()
         spawned = time.time()
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "stream_app.cli", "worker"], env=self.env(),
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
+        self.worker = spawn_worker(self.env(), log)
         log.close()
         (self.workdir / "worker.pid").write_text(str(self.worker.pid))
         return spawned
@@ -125,12 +121,7 @@ class Sandbox:
         if self.worker is None:
             return None
         started = time.monotonic()
-        self.worker.send_signal(signal.SIGTERM)
-        try:
-            self.worker.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.worker.kill()
-            self.worker.wait()
+        stop_worker(self.worker, timeout_s)
         self.worker = None
         return time.monotonic() - started
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import IO, Any
 
 from stream_app.kafka.topics import CONTRACT
 from stream_app.settings import Settings
+from stream_app.worker.process import spawn_worker, stop_worker
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -154,9 +153,7 @@ class WorkerProcess:
     def start(self) -> int:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream_app.cli", "worker"], env=self.sandbox.worker_env(),
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = spawn_worker(self.sandbox.worker_env(), self._log)
         return self.process.pid
 
     def alive(self) -> bool:
@@ -165,13 +162,7 @@ class WorkerProcess:
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_worker(self.process, timeout_s)
         self.process = None
         if self._log is not None:
             self._log.close()

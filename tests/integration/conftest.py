@@ -4,9 +4,7 @@ code, and engine workers run as real processes, each test with its own topics an
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from stream_app.kafka.broker import LocalBroker, free_port
 from stream_app.kafka.client import TopicReader, producer, send
 from stream_app.kafka.topics import create_topics
 from stream_app.settings import Settings
+from stream_app.worker.process import spawn_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
@@ -68,20 +67,12 @@ class Engine:
     def start(self) -> None:
         assert self.process is None
         log = open(self.workdir / "worker.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream_app.cli", "worker"], env=self.env(),
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
+        self.process = spawn_worker(self.env(), log)
 
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_worker(self.process, 60.0)
         self.process = None
 
     def send(self, topic: str, key: str | bytes | None, value: Any) -> None:
