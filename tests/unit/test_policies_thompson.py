@@ -133,3 +133,31 @@ def test_integrated_choice_is_seeded_and_its_propensity_is_the_win_probability()
     picks = np.bincount([policy.choose(_inp(alpha, beta), np.random.default_rng(s)).index
                          for s in range(4000)], minlength=4) / 4000
     assert np.abs(picks - win_probabilities(alpha, beta)).max() < 0.03
+
+
+@pytest.mark.parametrize("alpha, beta", [
+    # repeated arms (offers never shown to the customer share their prior) next to others
+    ([5.0, 5.0, 8.3, 5.0, 1.7, 8.3], [5.0, 5.0, 1.7, 5.0, 8.3, 1.7]),
+    # very sharp arms whose CDF underflows to exactly 0 over part of the grid
+    ([225.8, 2588.8, 1.6], [0.2, 0.7, 0.3]),
+    ([874.3, 232.5, 4068.2], [0.2, 0.1, 0.3]),
+])
+def test_integrated_propensities_of_repeated_and_sharp_arms_match_a_large_monte_carlo(alpha, beta):
+    from stream_app.policies.beta_max import win_probabilities
+
+    alpha, beta = np.array(alpha), np.array(beta)
+    p = win_probabilities(alpha, beta)
+    draws = np.random.default_rng(3).beta(alpha, beta, size=(400_000, len(alpha)))
+    mc = np.bincount(draws.argmax(axis=1), minlength=len(alpha)) / 400_000
+    assert p.sum() == pytest.approx(1.0, abs=1e-12)
+    assert np.abs(p - mc).max() < 5e-3, (p, mc)
+    for i, j in [(i, j) for i in range(len(p)) for j in range(i)]:
+        if (alpha[i], beta[i]) == (alpha[j], beta[j]):
+            assert p[i] == p[j]
+
+
+def test_identical_arms_split_exactly():
+    from stream_app.policies.beta_max import win_probabilities
+
+    assert win_probabilities(np.full(20, 5.0), np.full(20, 5.0)) == pytest.approx(np.full(20, 0.05),
+                                                                                abs=1e-15)
