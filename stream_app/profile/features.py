@@ -34,15 +34,16 @@ from stream_app.profile.layout import (
     CHANNELS,
     DEFAULT_CONFIG,
     EVENT_INDEX,
+    HABIT,
     LIFECYCLE_STAGES,
     SLOTS,
     TOD_BUCKETS,
     ProfileConfig,
 )
-from stream_app.profile.personality import archetype_inputs, memberships
+from stream_app.profile.personality import memberships
 from stream_app.profile.state import Profile
 from stream_app.profile.transitions import HOUR_MS, offer_history, tod_bucket
-from stream_app.profile.views import decayed, habit_inputs, lifecycle_weights, share
+from stream_app.profile.views import decayed, lifecycle_weights
 
 __all__ = [
     "BANDIT_FEATURES",
@@ -58,78 +59,119 @@ _DAY_MS = 86_400_000
 _MAX_RECENCY_DAYS = 365.0
 
 
-def _pairs(
-    p: Profile, context: Mapping[str, Any], now_ms: int, cfg: ProfileConfig
-) -> list[tuple[str, float]]:
+# Sums are numpy's (pairwise from 8 numbers up) for the slots of 8 and more, and Python's for the
+# shorter ones: numpy adds fewer than 8 numbers one after the other too, so both give the same
+# floats as ``vec[slot].sum()``.
+_EVENTS, _SPEND = SLOTS["events"], SLOTS["spend"]
+_SLOW_SPEND = slice(SLOTS["slow"].start, SLOTS["slow"].start + len(CATEGORIES))
+_N_CAT = len(CATEGORIES)
+_TX = EVENT_INDEX["transaction"]
+_SUPPORT, _COMPLAINT, _OPT_OUT = (EVENT_INDEX[k] for k in ("support_contact", "complaint", "opt_out"))
+assert max(len(CHANNELS), TOD_BUCKETS, len(ARCHETYPES), len(LIFECYCLE_STAGES)) < 8
+assert HABIT[_N_CAT:] == ("tx", "tx_small", "tx_night", "tx_discount", "shown", "responded")
+
+
+def _shares(values: list[float], total: float | None = None) -> list[float]:
+    """``views.share`` as Python floats; ``total`` (numpy's sum) is required from 8 values up."""
+    if total is None:
+        total = sum(values)
+    return [x / total for x in values] if total > 0 else [0.0] * len(values)
+
+
+def _memberships(shares: list[float], habits: list[float]) -> np.ndarray:
+    """``memberships(archetype_inputs(...))`` from the spend shares and the other six habits."""
+    tx, small, night, discount, shown, responded = habits
+    per_tx = [min(max(c / tx, 0.0), 1.0) for c in (small, night, discount)] if tx > 0 else \
+        [0.0, 0.0, 0.0]
+    return memberships(np.array(shares + per_tx + [responded / (shown + 2.0)]))
+
+
+def _values(p: Profile, context: Mapping[str, Any], now_ms: int, cfg: ProfileConfig
+            ) -> list[float]:
+    """The feature values in the order of ``FEATURE_NAMES``.
+
+    Few, whole-vector numpy calls and Python floats otherwise (a call costs more than the
+    arithmetic on these few dozen numbers); every value is computed as ``views`` /
+    ``personality`` compute it (same sums, same order), so the features are the same floats.
+    """
     vec = decayed(p, now_ms, cfg)
-    ev = vec[SLOTS["events"]]
-    n_ev, n_tx = float(ev.sum()), float(ev[EVENT_INDEX["transaction"]])
-    spend = vec[SLOTS["spend"]]
-    money = float(spend.sum())
+    v = vec.tolist()
+    ev = v[_EVENTS]
+    n_ev, n_tx, money = float(vec[_EVENTS].sum()), ev[_TX], float(vec[_SPEND].sum())
     seen = p.n_events > 0
     recency_h = max(now_ms - p.last_event_ms, 0) / HOUR_MS if seen else _MAX_RECENCY_DAYS * 24
     recency_h = min(recency_h, _MAX_RECENCY_DAYS * 24)
-    gap = float(vec[SLOTS["gap_log_ewma"]][0]) if p.n_events > 1 else 0.0
+    gap = v[SLOTS["gap_log_ewma"].start] if p.n_events > 1 else 0.0
     out = [
-        ("recency_days_log", math.log1p(recency_h / 24)),
-        ("frequency_log", math.log1p(n_ev)),
-        ("tx_frequency_log", math.log1p(n_tx)),
-        ("monetary_log", math.log1p(money)),
-        ("avg_ticket_log", math.log1p(money / n_tx) if n_tx > 1e-9 else 0.0),
-        ("last_amount_log", math.log1p(float(vec[SLOTS["last_amount"]][0]))),
-        ("gap_hours_log", gap),
-        ("overdue", math.log1p(recency_h) - gap if p.n_events > 1 else 0.0),
-        ("tenure_days_log", math.log1p(max(now_ms - p.first_seen_ms, 0) / _DAY_MS) if seen
-         else 0.0),
+        math.log1p(recency_h / 24),
+        math.log1p(n_ev),
+        math.log1p(n_tx),
+        math.log1p(money),
+        math.log1p(money / n_tx) if n_tx > 1e-9 else 0.0,
+        math.log1p(v[SLOTS["last_amount"].start]),
+        gap,
+        math.log1p(recency_h) - gap if p.n_events > 1 else 0.0,
+        math.log1p(max(now_ms - p.first_seen_ms, 0) / _DAY_MS) if seen else 0.0,
     ]
-    out += [(f"spend_{c}", float(v)) for c, v in zip(CATEGORIES, share(spend))]
-    chan = share(vec[SLOTS["channel"]])
-    out += [(f"chan_{c}", float(v)) for c, v in zip(CHANNELS, chan)]
-    tod = share(vec[SLOTS["tod"]])
-    out += [(f"tod_{b}", float(v)) for b, v in enumerate(tod)]
-    ns, nr, us, ur = (float(v) for v in vec[SLOTS["framing"]])
+    spend = _shares(v[_SPEND], money)
+    out += spend
+    chan = _shares(v[SLOTS["channel"]])
+    out += chan
+    tod = _shares(v[SLOTS["tod"]])
+    out += tod
+    ns, nr, us, ur = v[SLOTS["framing"]]
     rate_n, rate_u = (nr + 1) / (ns + 2), (ur + 1) / (us + 2)
-    out += [
-        ("resp_rate_neutral", rate_n),
-        ("resp_rate_urgent", rate_u),
-        ("urgency_lift", rate_u - rate_n),
-        ("shown_log", math.log1p(ns + us)),
-    ]
-    fatigue = vec[SLOTS["fatigue"]]
+    out += [rate_n, rate_u, rate_u - rate_n, math.log1p(ns + us)]
     channel = context.get("channel") if isinstance(context, Mapping) else None
     ch = CHANNEL_INDEX.get(channel, -1) if isinstance(channel, str) else -1
     out += [
-        ("fatigue_total_log", math.log1p(float(fatigue.sum()))),
-        ("fatigue_channel_log", math.log1p(float(fatigue[ch])) if ch >= 0 else 0.0),
+        math.log1p(sum(v[SLOTS["fatigue"]])),
+        math.log1p(v[SLOTS["fatigue"].start + ch]) if ch >= 0 else 0.0,
     ]
-    stage_w = lifecycle_weights(vec)
-    stage = int(np.argmax(stage_w)) if stage_w.sum() > 0 else 0
-    out += [(f"stage_{s}", float(i == stage)) for i, s in enumerate(LIFECYCLE_STAGES)]
-    fast = memberships(archetype_inputs(habit_inputs(vec, slow=False)))
-    slow = memberships(archetype_inputs(habit_inputs(vec, slow=True)))
-    out += [(f"persona_{a}", float(m)) for a, m in zip(ARCHETYPES, fast)]
-    out.append(("persona_change", 0.5 * float(np.abs(fast - slow).sum())))
-    support = float(ev[EVENT_INDEX["support_contact"]] + ev[EVENT_INDEX["complaint"]])
+    stage_w = lifecycle_weights(vec).tolist()
+    stage = max(range(len(stage_w)), key=stage_w.__getitem__) if sum(stage_w) > 0 else 0
+    out += [float(i == stage) for i in range(len(LIFECYCLE_STAGES))]
+    sc = SLOTS["tx_small"].start
+    fast = _memberships(spend, [n_tx, v[sc], v[sc + 1], v[sc + 2], ns + us, nr + ur])
+    slow_at = SLOTS["slow"].start
+    slow = _memberships(_shares(v[_SLOW_SPEND], float(vec[_SLOW_SPEND].sum())),
+                        v[slow_at + _N_CAT:SLOTS["slow"].stop])
+    persona = fast.tolist()
+    out += persona
+    out.append(0.5 * sum(abs(a - b) for a, b in zip(persona, slow.tolist())))
+    support = ev[_SUPPORT] + ev[_COMPLAINT]
     out += [
-        ("support_share", support / n_ev if n_ev > 0 else 0.0),
-        ("complaints_log", math.log1p(float(ev[EVENT_INDEX["complaint"]]))),
-        ("opt_out_log", math.log1p(float(ev[EVENT_INDEX["opt_out"]]))),
+        support / n_ev if n_ev > 0 else 0.0,
+        math.log1p(ev[_COMPLAINT]),
+        math.log1p(ev[_OPT_OUT]),
     ]
-    out += [(f"seg_{i}", float(p.segment == i)) for i in range(MAX_SEGMENTS)]
+    out += [float(p.segment == i) for i in range(MAX_SEGMENTS)]
     hour = (now_ms // HOUR_MS) % 24 + (now_ms % HOUR_MS) / HOUR_MS
     weekday = (now_ms // _DAY_MS + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     out += [
-        ("ctx_hour_sin", math.sin(2 * math.pi * hour / 24)),
-        ("ctx_hour_cos", math.cos(2 * math.pi * hour / 24)),
-        ("ctx_weekend", float(weekday >= 5)),
-        ("ctx_tod_habit", float(tod[tod_bucket(now_ms)])),
-        ("ctx_channel_habit", float(chan[ch]) if ch >= 0 else 0.0),
+        math.sin(2 * math.pi * hour / 24),
+        math.cos(2 * math.pi * hour / 24),
+        float(weekday >= 5),
+        tod[tod_bucket(now_ms)],
+        chan[ch] if ch >= 0 else 0.0,
     ]
-    out += [(f"ctx_chan_{c}", float(i == ch)) for i, c in enumerate(CHANNELS)]
+    out += [float(i == ch) for i in range(len(CHANNELS))]
     return out
 
 
-FEATURE_NAMES: tuple[str, ...] = tuple(n for n, _ in _pairs(Profile.empty(), {}, 0, DEFAULT_CONFIG))
+FEATURE_NAMES: tuple[str, ...] = (
+    "recency_days_log", "frequency_log", "tx_frequency_log", "monetary_log", "avg_ticket_log",
+    "last_amount_log", "gap_hours_log", "overdue", "tenure_days_log",
+    *(f"spend_{c}" for c in CATEGORIES), *(f"chan_{c}" for c in CHANNELS),
+    *(f"tod_{b}" for b in range(TOD_BUCKETS)),
+    "resp_rate_neutral", "resp_rate_urgent", "urgency_lift", "shown_log",
+    "fatigue_total_log", "fatigue_channel_log",
+    *(f"stage_{s}" for s in LIFECYCLE_STAGES), *(f"persona_{a}" for a in ARCHETYPES),
+    "persona_change", "support_share", "complaints_log", "opt_out_log",
+    *(f"seg_{i}" for i in range(MAX_SEGMENTS)),
+    "ctx_hour_sin", "ctx_hour_cos", "ctx_weekend", "ctx_tod_habit", "ctx_channel_habit",
+    *(f"ctx_chan_{c}" for c in CHANNELS),
+)  # fmt: skip
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 BANDIT_FEATURES: tuple[str, ...] = (
     "recency_days_log", "frequency_log", "monetary_log", "avg_ticket_log", "overdue",
@@ -138,6 +180,7 @@ BANDIT_FEATURES: tuple[str, ...] = (
     "ctx_tod_habit", "ctx_channel_habit",
 )  # fmt: skip
 assert TOD_BUCKETS == 6 and set(BANDIT_FEATURES) <= set(FEATURE_NAMES)
+assert len(_values(Profile.empty(), {}, 0, DEFAULT_CONFIG)) == len(FEATURE_NAMES)
 
 
 def features(
@@ -147,7 +190,7 @@ def features(
     cfg: ProfileConfig = DEFAULT_CONFIG,
 ) -> dict[str, float]:
     """Profile + context features at ``now_ms``, keys exactly ``FEATURE_NAMES`` in order."""
-    return dict(_pairs(profile, context or {}, int(now_ms), cfg))
+    return dict(zip(FEATURE_NAMES, _values(profile, context or {}, int(now_ms), cfg)))
 
 
 def feature_vector(
@@ -162,7 +205,7 @@ def feature_vector(
     >>> feature_vector(Profile.empty(), None, 0, names=BANDIT_FEATURES).shape
     (18,)
     """
-    values = [v for _, v in _pairs(profile, context or {}, int(now_ms), cfg)]
+    values = _values(profile, context or {}, int(now_ms), cfg)
     if names is FEATURE_NAMES:
         return np.array(values, np.float64)
     return np.array([values[_INDEX[n]] for n in names], np.float64)
