@@ -20,6 +20,8 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from river import base, compose, dummy, forest, linear_model, optim, preprocessing, stats, tree
+from river.tree.nodes.hatc_nodes import AdaLeafClassifier
+from river.tree.nodes.htc_nodes import LeafNaiveBayesAdaptive
 
 __all__ = ["CLASSIFIERS", "REGRESSORS", "classifiers", "regressors"]
 
@@ -33,8 +35,37 @@ def _logreg(seed: int) -> base.Classifier:
     )
 
 
+class _MajorityClassBookkeeping(LeafNaiveBayesAdaptive):
+    """Learn like a leaf without the naive-Bayes-adaptive bookkeeping (scoring every example by
+    majority class *and* naive Bayes, to choose between them); only ``leaf_prediction="nba"``
+    reads it."""
+
+    def learn_one(self, x, y, *, w=1.0, tree=None):  # type: ignore[no-untyped-def]
+        super(LeafNaiveBayesAdaptive, self).learn_one(x, y, w=w, tree=tree)
+
+
+class _MajorityClassLeaf(AdaLeafClassifier, _MajorityClassBookkeeping):
+    """River's adaptive-tree leaf (MRO: its ``learn_one`` hands over to the one above)."""
+
+
+class MajorityClassHAT(tree.HoeffdingAdaptiveTreeClassifier):
+    """``HoeffdingAdaptiveTreeClassifier`` whose leaves, when they predict by majority class
+    (``leaf_prediction="mc"``), do not score each example by naive Bayes as well. River's leaves
+    do it whatever ``leaf_prediction`` says, to keep statistics only ``"nba"`` reads: 40-50 % of
+    the tree's learning time on the engine's 71 features. The tree learns and predicts the same.
+    """
+
+    def _new_leaf(self, initial_stats=None, parent=None):  # type: ignore[no-untyped-def]
+        if self.leaf_prediction != self._MAJORITY_CLASS:
+            return super()._new_leaf(initial_stats, parent)
+        return _MajorityClassLeaf(  # as River's, with the other class
+            stats={} if initial_stats is None else initial_stats,
+            depth=0 if parent is None else parent.depth + 1, splitter=self.splitter,
+            drift_detector=self.drift_detector.clone(), rng=self._rng)
+
+
 def _hat_classifier(seed: int) -> base.Classifier:
-    return tree.HoeffdingAdaptiveTreeClassifier(
+    return MajorityClassHAT(
         grace_period=200, delta=1e-3, leaf_prediction="mc", max_depth=8, seed=seed
     )
 

@@ -198,3 +198,22 @@ def test_sampling_needs_weighted_candidates_and_is_off_for_regression():
     assert ModelSelector("c", {"prior": dummy.PriorClassifier()}, negative_stride=4).negative_stride == 1
     reg = ModelSelector("r", {"lin": linear_model.LinearRegression()}, "regression", negative_stride=4)
     assert reg.negative_stride == 1 and reg.weight_for(0.0) == 1
+
+
+def test_the_adaptive_tree_candidate_learns_and_predicts_as_rivers():
+    """``MajorityClassHAT`` skips River's naive-Bayes bookkeeping in majority-class leaves: it
+    must grow the same tree and give the same probabilities, through splits and a drift."""
+    from river import tree
+
+    from stream_app.models.candidates import MajorityClassHAT
+
+    settings = dict(grace_period=100, delta=1e-3, leaf_prediction="mc", max_depth=8, seed=3)
+    ours, rivers = MajorityClassHAT(**settings), tree.HoeffdingAdaptiveTreeClassifier(**settings)
+    rng = random.Random(4)
+    for t, x, y in concept_stream(6000, seed=5, flip_at=3000):
+        x = {**x, "c": rng.gauss(0, 1)}
+        assert ours.predict_proba_one(x) == rivers.predict_proba_one(x), t
+        ours.learn_one(x, y, w=2.0 if t % 3 == 0 else 1.0)
+        rivers.learn_one(x, y, w=2.0 if t % 3 == 0 else 1.0)
+    assert ours.n_nodes == rivers.n_nodes > 1 and ours.n_alternate_trees > 0
+    assert ours.clone().__class__ is MajorityClassHAT
