@@ -31,6 +31,7 @@ class Settings:
     log_level: str = "info"
     seed: int = 0
     checkpoint_every: int = 2000  # events per partition between population-state checkpoints
+    rocksdb_memory_mb: int = 64  # all RocksDB stores' cache + memtables (0: Faust's defaults)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,6 +53,7 @@ class Settings:
             log_level=env.get("STREAM_APP_LOG_LEVEL", s.log_level),
             seed=int(env.get("STREAM_APP_SEED", s.seed)),
             checkpoint_every=int(env.get("STREAM_APP_CHECKPOINT_EVERY", s.checkpoint_every)),
+            rocksdb_memory_mb=int(env.get("STREAM_APP_ROCKSDB_MEMORY_MB", s.rocksdb_memory_mb)),
         )
 
     def topic(self, name: str) -> str:

@@ -28,7 +28,7 @@ from stream_app.core.dedup import DedupWindow
 from stream_app.core.feedback import PendingCodecError, PendingDecision
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.population import PopulationState
-from stream_app.worker import checkpoints
+from stream_app.worker import checkpoints, storage
 from stream_app.deadletter import dead_letter
 from stream_app.schemas import Contract, InvalidMessage
 from stream_app.settings import Settings
@@ -51,10 +51,12 @@ def _now_ms() -> int:
 
 def build_app(settings: Settings) -> faust.App:
     contract = Contract.load(max_bytes=settings.max_message_bytes)
+    if settings.rocksdb_memory_mb:  # 0: Faust's own RocksDB options (no shared budget)
+        storage.configure(settings.rocksdb_memory_mb)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
-        store="rocksdb://",
+        store=storage.STORE_URL if settings.rocksdb_memory_mb else "rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         web_enabled=False,

@@ -135,3 +135,20 @@ def test_restart_keeps_learned_arms(engine, make_request, wipe_local_state):
     assert predicted["cashback"] == pytest.approx(posterior_mean(s, 0))
     if "travel" in predicted:
         assert predicted["travel"] == pytest.approx(posterior_mean(0, f))
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd", "snappy", "gzip"])
+def test_requests_from_a_compressing_producer_are_answered(engine, make_request, codec):
+    """Producers usually compress: every codec Kafka offers must be readable by the worker (an
+    lz4 batch once crashed its consumer: aiokafka needs cramjam for lz4 / snappy / zstd)."""
+    from stream_app.kafka.client import producer, send
+
+    compressing = producer(engine.settings.bootstrap_servers, **{"compression.type": codec})
+    requests = [make_request(customer=f"c-{codec}-{i}") for i in range(3)]
+    for req in requests:
+        send(compressing, engine.settings.topic("decision-requests"), req["customer_id"], req)
+    assert compressing.flush(10) == 0
+    wanted = {r["request_id"] for r in requests}
+    got = engine.collect("decisions", lambda ms: wanted <= {m["request_id"] for m in ms})
+    assert {m["request_id"] for m in got} >= wanted
+    assert engine.process is not None and engine.process.poll() is None  # still running

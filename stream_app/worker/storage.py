@@ -1,0 +1,122 @@
+"""The worker's RocksDB stores under one memory budget, whatever the number of customers.
+
+Faust opens one RocksDB instance per table and partition (5 tables x 4 partitions = 20 by
+default), each with its own options: a 2 GiB block cache and up to 3 x 64 MiB memtables. With
+that, the worker's memory grows with the data written until those limits, i.e. with the number of
+customers (measured: 257 MB of RSS at 10k customers, 521 MB at 100k). Here every store of the
+process shares ONE block cache and ONE write-buffer manager whose memtables are charged to that
+cache, and index and filter blocks live in the cache too: RocksDB's memory is capped by
+``memory_mb`` in all (the technique of Kafka Streams' bounded-memory RocksDB config). Reads that
+miss the cache are served by the operating system's page cache, which is not the worker's memory.
+
+Selected by the store URL ``rocksdb-bounded://`` (registered below as a Faust store); the budget
+is set once per process with :func:`configure` before the tables open.
+
+>>> b = Budget(64)
+>>> b.cache_bytes, b.memtable_bytes, b.write_buffer_bytes
+(67108864, 33554432, 4194304)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust.stores
+from faust.stores import rocksdb as faust_rocksdb
+
+__all__ = ["Budget", "BoundedStore", "STORE_URL", "configure", "budget"]
+
+STORE_URL = "rocksdb-bounded://"
+DEFAULT_MEMORY_MB = 64
+
+
+@dataclass
+class Budget:
+    """The shared block cache and write-buffer manager of one process (created on first use)."""
+
+    memory_mb: int = DEFAULT_MEMORY_MB
+    _cache: Any = field(default=None, repr=False)
+    _manager: Any = field(default=None, repr=False)
+
+    @property
+    def cache_bytes(self) -> int:
+        return self.memory_mb << 20
+
+    @property
+    def memtable_bytes(self) -> int:  # at most half of the budget in memtables
+        return self.cache_bytes // 2
+
+    @property
+    def write_buffer_bytes(self) -> int:  # one memtable of one store: small, flushed often
+        return max(1 << 20, min(8 << 20, self.memtable_bytes // 8))
+
+    def shared(self) -> tuple[Any, Any]:
+        if self._cache is None:
+            from rocksdict import Cache, WriteBufferManager
+
+            self._cache = Cache(self.cache_bytes)
+            self._manager = WriteBufferManager.new_write_buffer_manager_with_cache(
+                self.memtable_bytes, False, self._cache)
+        return self._cache, self._manager
+
+    def usage(self) -> dict[str, int]:
+        """Bytes in the shared cache (memtables included) and in memtables alone."""
+        if self._cache is None:
+            return {"cache_bytes": 0, "memtable_bytes": 0}
+        return {"cache_bytes": self._cache.get_usage(), "memtable_bytes": self._manager.get_usage()}
+
+
+_budget = Budget()
+
+
+def configure(memory_mb: int) -> Budget:
+    """Set this process's budget; call before the first store opens (``build_app`` does)."""
+    global _budget
+    if memory_mb < 8:
+        raise ValueError("the RocksDB memory budget must be at least 8 MB")
+    if _budget._cache is not None and _budget.memory_mb != memory_mb:
+        raise RuntimeError("the RocksDB memory budget is already in use with another size")
+    if _budget._cache is None:
+        _budget = Budget(memory_mb)
+    return _budget
+
+
+def budget() -> Budget:
+    return _budget
+
+
+class _BoundedOptions(faust_rocksdb.RocksDBOptions):
+    def as_options(self) -> Any:
+        if not self.use_rocksdict:  # pragma: no cover - python-rocksdb is not a dependency
+            return super().as_options()
+        from rocksdict import BlockBasedIndexType, BlockBasedOptions, Options
+
+        cache, manager = _budget.shared()
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        if self.max_open_files is not None:
+            opts.set_max_open_files(self.max_open_files)
+        opts.set_write_buffer_size(_budget.write_buffer_bytes)
+        opts.set_max_write_buffer_number(2)
+        opts.set_target_file_size_base(self.target_file_size_base)
+        opts.set_write_buffer_manager(manager)
+        table = BlockBasedOptions()
+        table.set_bloom_filter(10, True)
+        table.set_block_cache(cache)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        table.set_index_type(BlockBasedIndexType.binary_search())
+        opts.set_block_based_table_factory(table)
+        return opts
+
+
+class BoundedStore(faust_rocksdb.Store):
+    """Faust's RocksDB store with the process-wide memory budget."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rocksdb_options = _BoundedOptions(**self.options, use_rocksdict=self.use_rocksdict)
+
+
+faust.stores.STORES.aliases.setdefault("rocksdb-bounded", f"{__name__}:BoundedStore")

@@ -1,0 +1,59 @@
+"""The worker's RocksDB stores share one memory budget (worker/storage.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from stream_app.worker import storage
+
+
+@pytest.fixture
+def budget(monkeypatch: pytest.MonkeyPatch) -> storage.Budget:
+    b = storage.Budget(8)  # 8 MB: 4 MB of memtables, 1 MB per store's write buffer
+    monkeypatch.setattr(storage, "_budget", b)
+    return b
+
+
+def _open(path) -> object:
+    return storage._BoundedOptions(use_rocksdict=True).open(path)
+
+
+def test_stores_share_one_cache_and_memtable_budget(tmp_path, budget) -> None:
+    # 8 stores with 1 MB write buffers: on their own they would hold up to 8-16 MB of memtables
+    dbs = [_open(tmp_path / f"t{i}.db") for i in range(8)]
+    try:
+        value = os.urandom(512)
+        peak = 0
+        for n in range(40_000):  # ~21 MB written over 8 stores: 5x the memtable budget
+            dbs[n % 8][b"c%07d" % n] = value
+            if n % 1000 == 0:
+                peak = max(peak, budget.usage()["memtable_bytes"])
+        usage = budget.usage()
+        # memtables were flushed to stay near their budget (RocksDB allows some slack: a
+        # flush starts at ~90 % of it and the memtable being flushed still counts)
+        assert 0 < peak <= 1.5 * budget.memtable_bytes
+        assert usage["cache_bytes"] <= 1.25 * budget.cache_bytes
+        for n in (0, 12_345, 39_999):  # and every row is still there
+            assert dbs[n % 8][b"c%07d" % n] == value
+    finally:
+        for db in dbs:
+            db.close()
+
+
+def test_budget_is_set_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage, "_budget", storage.Budget())
+    assert storage.configure(32).memory_mb == 32
+    storage.budget().shared()  # in use from now on
+    assert storage.configure(32) is storage.budget()
+    with pytest.raises(RuntimeError):
+        storage.configure(16)
+    with pytest.raises(ValueError):
+        storage.configure(4)
+
+
+def test_bounded_store_is_a_faust_store_url() -> None:
+    import faust.stores
+
+    assert faust.stores.by_url(storage.STORE_URL) is storage.BoundedStore
