@@ -154,7 +154,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         params = BenchParams(
-            customers=args.customers, offers=args.offers, partitions=args.partitions,
+            customers=args.customers, bulk_customers=args.bulk_customers,
+            rocksdb_memory_mb=args.rocksdb_memory_mb, offers=args.offers, partitions=args.partitions,
             payload_bytes=args.payload_bytes, policy=args.policy, rate=args.rate,
             seconds=args.seconds, outcome_fraction=args.outcome_fraction,
             interactions_per_request=args.interactions_per_request,
@@ -259,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmark one worker against real Kafka (throughput, "
                        "latency, lag, RSS, state size, restart)")
     b.add_argument("--customers", type=int, default=10_000, help="customers with state (<= 1M)")
+    b.add_argument("--bulk-customers", type=int, default=0,
+                   help="after the preload, give this many customers state (<= 1M) by cloning "
+                   "the preloaded customers' rows into the tables' changelogs (bench/bulk.py)")
+    b.add_argument("--rocksdb-memory-mb", type=int, default=64,
+                   help="the worker's RocksDB memory budget (0: Faust's per-store defaults)")
     b.add_argument("--offers", type=int, default=20, help="offers in the catalogue (<= 100)")
     b.add_argument("--partitions", type=int, default=4)
     b.add_argument("--payload-bytes", type=int, default=256, help="decision request size")

@@ -3,7 +3,8 @@ state size, restart-to-serving; then the report files.
 
 Phases (each a tag in the request ids): ``w`` first decision of the fresh worker, ``p`` preload
 (one request per customer, flat out), ``m`` the main run (``rate`` for ``seconds``), ``s<i>`` the
-load sweep, ``r`` / ``c`` the first request after a restart from local state / from changelogs.
+load sweep, ``r`` / ``c`` the first request after a restart from local state / from changelogs,
+``b`` the first request after the bulk state was written (``bulk_customers``, see ``bulk.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stream_app.bench.bulk import read_templates, seed_changelogs
 from stream_app.bench.load import (
     DecisionCollector,
     LoadGenerator,
@@ -144,11 +146,43 @@ class Harness:
         out["customers_driven"] = customers
         return out
 
-    def _restart(self, mode: str, tag: str) -> dict[str, Any]:
+    def _settle(self, draw) -> None:
+        """Let the decisions sent so far settle by expiry, so every customer has arms on disk
+        (event time moves per partition: tick every partition through customers spread over all)."""
+        settle_until = time.time() + self.p.attribution_s + 1.0
+        self.current_phase = "settle"
+        while time.time() < settle_until:
+            for _ in range(4 * self.p.partitions):
+                self.gen.send_request("x", customer_key(next(draw)))
+            self.gen.producer.poll(0)
+            time.sleep(0.25)
+        time.sleep(2.0)  # the worker commits offsets every second
+
+    def _bulk(self) -> dict[str, Any]:
+        """Stop the worker, clone its customers' rows up to ``bulk_customers`` into the tables'
+        changelogs, start it again: time to its first decision = catching up on that state."""
+        p, box = self.p, self.box
+        self.current_phase = "b"
+        stop_s = box.stop_worker()
+        templates = read_templates(box.settings.data_dir)
+        self.say(f"bulk state: {', '.join(f'{len(v):,} {k} rows' for k, v in templates.items())} "
+                 f"as templates for customers {p.customers:,}..{p.bulk_customers - 1:,}")
+        seeded = seed_changelogs(box.bootstrap, box.changelog_topic, templates, p.customers,
+                                 p.bulk_customers, self.say)
+        self.say(f"bulk state: {seeded['records']:,} rows in the changelogs in "
+                 f"{seeded['seconds']:.1f} s; starting the worker")
+        spawned = box.start_worker()
+        to_serving = self._first_decision("b", p.bulk_customers - 1, spawned, timeout_s=3600)
+        self.say(f"bulk state: serving {to_serving:.2f} s after spawn (changelog caught up)")
+        return {"templates": {k: len(v) for k, v in templates.items()}, **seeded,
+                "stop_s": round(stop_s or 0.0, 3), "to_serving_s": round(to_serving, 3),
+                "rss_serving_mb": _mb(rss_bytes(box.worker_pid))}
+
+    def _restart(self, mode: str, tag: str, *, wipe: bool = False) -> dict[str, Any]:
         self.current_phase = tag
         stop_s = self.box.stop_worker()
-        state = self._state(self.p.customers)
-        if mode == "changelog":
+        state = self._state(self.p.population)
+        if wipe:  # (before 2026-11-23 a string compare never matched: the data dir was kept)
             self.box.wipe_state()
         self.say(f"restart ({mode}): worker stopped in {stop_s:.1f} s; "
                  f"{state['customers_with_state'] or 0:,} customers with state, "
@@ -167,7 +201,8 @@ class Harness:
         self.box = Sandbox(partitions=p.partitions, cache_dir=p.cache_dir,
                            bootstrap_servers=p.bootstrap_servers, broker_heap=p.broker_heap,
                            max_message_bytes=max(64 * 1024, 4 * p.payload_bytes),
-                           log_level=p.worker_log_level, workdir=workdir)
+                           log_level=p.worker_log_level, workdir=workdir,
+                           rocksdb_memory_mb=p.rocksdb_memory_mb)
         report: dict[str, Any] = {"name": p.name, "started_at": started_at,
                                   "command": _command_line(), "params": p.as_json(),
                                   "machine": machine()}
@@ -221,33 +256,35 @@ class Harness:
             f"preload {p.customers:,} customers", "p", each_customer_once(p.customers, p.seed),
             rate=0, seconds=float("inf"), max_requests=p.customers))
         rss_preload = rss_bytes(box.worker_pid)
-        draw = uniform_customers(p.customers, p.seed + 1)
+        if p.bulk_customers:
+            self._settle(uniform_customers(p.customers, p.seed + 2))  # arms for the templates
+            out["bulk"] = self._bulk()
+        draw = uniform_customers(p.population, p.seed + 1)
         main_name = "main (flat out)" if p.rate == 0 else f"main {p.rate:,.0f} req/s"
         out["phases"].append(self._run_phase(main_name, "m", draw, rate=p.rate, seconds=p.seconds))
+        rss_main = rss_bytes(box.worker_pid)
         for i, step in enumerate(p.load_steps):
             name = f"sweep {'flat out' if step == 0 else f'{step:,.0f} req/s'}"
             out["phases"].append(self._run_phase(name, f"s{i}", draw, rate=step,
                                                  seconds=p.step_seconds))
-        # let the decisions of the preload settle by expiry, so every customer has arms on disk
-        # (event time moves per partition: tick every partition through customers spread over all)
-        settle_until = time.time() + p.attribution_s + 1.0
-        self.current_phase = "settle"
-        while time.time() < settle_until:
-            for _ in range(4 * p.partitions):
-                self.gen.send_request("x", customer_key(next(draw)))
-            self.gen.producer.poll(0)
-            time.sleep(0.25)
-        time.sleep(2.0)  # the worker commits offsets every second
+        self._settle(draw)
         out["rss"] = {"worker_peak_mb": _mb(peak_rss_bytes(box.worker_pid)),
-                      "after_preload_mb": _mb(rss_preload), "at_end_mb": _mb(rss_bytes(box.worker_pid))}
+                      "after_preload_mb": _mb(rss_preload), "after_main_mb": _mb(rss_main),
+                      "at_end_mb": _mb(rss_bytes(box.worker_pid))}
         if p.restart:
             out["restarts"].append(self._restart("local RocksDB kept", "r"))
             out["state"] = out["restarts"][-1]["state"]
             if p.restart_from_changelog:
-                out["restarts"].append(self._restart("data dir wiped, from changelog", "c"))
+                out["restarts"].append(self._restart("data dir wiped, from changelog", "c",
+                                                  wipe=True))
+                # did the recovery bring the state back? (the worker serves only after it)
+                box.stop_worker()
+                recovered = self._state(p.population)["customers_with_state"] or 0
+                out["restarts"][-1]["customers_recovered"] = recovered
+                self.say(f"restart (from changelog): {recovered:,} customers with state after it")
         else:
             box.stop_worker()
-            out["state"] = self._state(p.customers)
+            out["state"] = self._state(p.population)
         return out
 
 

@@ -26,6 +26,7 @@ _DIGITAL = ["app", "web", "email", "sms", "whatsapp"]
 @dataclass(frozen=True)
 class BenchParams:
     customers: int = 10_000  # distinct customers preloaded with state, then drawn uniformly
+    bulk_customers: int = 0  # > customers: clone the preloaded state up to this many (bulk.py)
     offers: int = 20
     partitions: int = 4
     payload_bytes: int = 256  # approximate size of one decision request (context padding)
@@ -50,10 +51,20 @@ class BenchParams:
     seed: int = 7
     worker_log_level: str = "warning"
     drain_timeout_s: float = 120.0
+    rocksdb_memory_mb: int = 64  # the worker's RocksDB budget (worker/storage.py; 0: Faust's)
+
+    @property
+    def population(self) -> int:
+        """Customers with state after the preload (and the bulk state, if any)."""
+        return max(self.customers, self.bulk_customers)
 
     def __post_init__(self) -> None:
         if not 1 <= self.customers <= MAX_CUSTOMERS:
             raise ValueError(f"customers must be within 1..{MAX_CUSTOMERS:,}")
+        if self.bulk_customers and not self.customers < self.bulk_customers <= MAX_CUSTOMERS:
+            raise ValueError(f"bulk_customers must be within customers+1..{MAX_CUSTOMERS:,}")
+        if self.rocksdb_memory_mb < 0:
+            raise ValueError("rocksdb_memory_mb must be >= 0 (0 = Faust's RocksDB defaults)")
         if not 1 <= self.offers <= MAX_OFFERS:
             raise ValueError(f"offers must be within 1..{MAX_OFFERS}")
         if self.partitions < 1:

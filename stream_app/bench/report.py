@@ -145,7 +145,10 @@ def markdown(report: dict[str, Any]) -> str:
              f"Python {m['python']}; Kafka {report['kafka']['version']} "
              f"({report['kafka']['where']}); confluent-kafka {m['confluent_kafka']} / librdkafka "
              f"{m['librdkafka']}; faust-streaming {m['faust']}; rocksdict {m['rocksdict']}.", "",
-             f"Load: {p['customers']:,} customers, {p['offers']} offers, policy `{p['policy']}`, "
+             f"Load: {p['customers']:,} customers"
+             + (f" preloaded through the engine, cloned to {p['bulk_customers']:,} (bulk state)"
+                if p.get("bulk_customers") else "")
+             + f", RocksDB budget {_budget(p.get('rocksdb_memory_mb'))}, {p['offers']} offers, policy `{p['policy']}`, "
              f"{p['partitions']} partitions, ~{p['payload_bytes']} B requests, "
              f"{p['interactions_per_request']} interactions and {p['outcome_fraction']:.0%} "
              f"outcomes per request, attribution window {p['attribution_s']} s, flat-out window "
@@ -155,7 +158,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "| measure | value |", "|---|---|",
               f"| worker start to first decision (cold, empty state) | {_f(report['cold_start_s'], 2)} s |",
               f"| worker peak RSS (VmHWM) | {_f(rs['worker_peak_mb'])} MB |",
-              f"| worker RSS after preload / at end | {_f(rs['after_preload_mb'])} / "
+              f"| worker RSS after preload / after main run / at end | "
+              f"{_f(rs['after_preload_mb'])} / {_f(rs.get('after_main_mb'))} / "
               f"{_f(rs['at_end_mb'])} MB |",
               f"| customers with state | {_f(st.get('customers_with_state'))} |",
               f"| data dir on disk (du) | {_f(st.get('disk_bytes'))} B |",
@@ -164,10 +168,19 @@ def markdown(report: dict[str, Any]) -> str:
               f"{_f(st.get('logical_bytes_per_customer'))} B |",
               f"| max committed lag on decision-requests | {_f(report['lag']['max_committed'])} |",
               f"| max requests in flight | {_f(report['lag']['max_in_flight'])} |"]
+    b = report.get("bulk")
+    if b:
+        lines += [f"| bulk state: rows cloned into the changelogs / time to produce | "
+                  f"{_f(b['records'])} rows for {_f(b['customers'])} customers / "
+                  f"{_f(b['seconds'], 1)} s |",
+                  f"| bulk state: worker start to first decision (catching up the changelogs) | "
+                  f"{_f(b['to_serving_s'], 2)} s (RSS then {_f(b['rss_serving_mb'])} MB) |"]
     for r in report.get("restarts", []):
+        recovered = (f" ({r['customers_recovered']:,} customers with state after it)"
+                     if "customers_recovered" in r else "")
         lines.append(f"| restart ({r['mode']}) with {r['customers_with_state']:,} customers: "
                      f"stop / start-to-serving | {_f(r['stop_s'], 2)} s / "
-                     f"{_f(r['to_serving_s'], 2)} s |")
+                     f"{_f(r['to_serving_s'], 2)} s{recovered} |")
     tables = st.get("tables") or {}
     if tables:
         lines += ["", "| table | rows | of them keyed by a customer | logical bytes (key + value) "
@@ -178,6 +191,12 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("notes"):
         lines += [""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _budget(mb: int | None) -> str:
+    if mb is None:
+        return "not recorded"
+    return "Faust's per-store defaults" if mb == 0 else f"{mb} MB shared"
 
 
 def plot(report: dict[str, Any], path: Path) -> bool:

@@ -22,7 +22,7 @@ class Sandbox:
 
     def __init__(self, *, partitions: int, cache_dir: Path, bootstrap_servers: str | None,
                  broker_heap: str, max_message_bytes: int, log_level: str,
-                 workdir: Path) -> None:
+                 workdir: Path, rocksdb_memory_mb: int = 64) -> None:
         self.run_id = uuid.uuid4().hex[:8]
         self.cache_dir = cache_dir
         self.workdir = workdir
@@ -35,7 +35,7 @@ class Sandbox:
             external_cluster=True, topic_prefix=f"bench-{self.run_id}-",
             app_id=f"bench-{self.run_id}", partitions=partitions,
             data_dir=cache_dir / "bench-state" / self.run_id, cache_dir=cache_dir,
-            max_message_bytes=max_message_bytes,
+            max_message_bytes=max_message_bytes, rocksdb_memory_mb=rocksdb_memory_mb,
         )
         self.worker: subprocess.Popen | None = None
         self.worker_starts = 0
@@ -101,7 +101,12 @@ class Sandbox:
             "STREAM_APP_DATA_DIR": str(s.data_dir),
             "STREAM_APP_MAX_MESSAGE_BYTES": str(s.max_message_bytes),
             "STREAM_APP_LOG_LEVEL": self.log_level,
+            "STREAM_APP_ROCKSDB_MEMORY_MB": str(s.rocksdb_memory_mb),
         }
+
+    def changelog_topic(self, table: str) -> str:
+        """The changelog topic Faust keeps for a table of the worker (``<app id>-<table>-changelog``)."""
+        return f"{self.settings.app_id}-{table}-changelog"
 
     def start_worker(self) -> float:
         """Spawn the worker; return the wall time (``time.time()``) it was spawned at."""

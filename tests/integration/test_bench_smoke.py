@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_bench_reports_throughput_latency_state_and_restart(kafka_bootstrap: str,
                                                              tmp_path: Path) -> None:
     params = BenchParams(
-        customers=60, offers=3, partitions=2, payload_bytes=200, rate=40.0, seconds=3.0,
+        customers=60, bulk_customers=200, restart_from_changelog=True, offers=3, partitions=2, payload_bytes=200, rate=40.0, seconds=3.0,
         load_steps=(20.0,), step_seconds=2.0, outcome_fraction=0.5, attribution_s=2.0,
         window=50, out=tmp_path / "out", name="smoke", bootstrap_servers=kafka_bootstrap,
         cache_dir=tmp_path / "cache", drain_timeout_s=90.0,
@@ -34,9 +34,14 @@ def test_bench_reports_throughput_latency_state_and_restart(kafka_bootstrap: str
     assert phases["m"]["outcomes"] > 0  # half the offers were answered
 
     assert report["cold_start_s"] > 0
-    [restart] = report["restarts"]
-    assert restart["to_serving_s"] > 0 and restart["stop_s"] >= 0
-    assert report["state"]["customers_with_state"] == 60
+    # bulk state: the 60 preloaded customers' rows cloned to customers 60..199 via the changelogs
+    bulk = report["bulk"]
+    assert bulk["customers"] == 140 and bulk["records"] == 280  # a customers and an arms row each
+    assert bulk["to_serving_s"] > 0
+    local, wiped = report["restarts"]
+    assert local["to_serving_s"] > 0 and local["stop_s"] >= 0
+    assert report["state"]["customers_with_state"] == 200  # the worker read the cloned rows
+    assert wiped["customers_recovered"] == 200  # data dir wiped: all back from the changelogs
     assert report["state"]["logical_bytes_per_customer"] > 0
     assert report["rss"]["worker_peak_mb"] > 0
     assert report["lag"]["samples"] and report["lag"]["max_in_flight"] >= 1
