@@ -103,6 +103,8 @@ def evaluate(
     reasons: dict[str, list[str]] = {}
 
     def remove(mask: np.ndarray, reason: str) -> None:
+        if not mask.any():
+            return
         for i in np.flatnonzero(mask):
             reasons.setdefault(offers.ids[i], []).append(reason)
         eligible[mask] = False

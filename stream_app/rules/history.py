@@ -87,9 +87,18 @@ class ContactHistory:
     def record(self, ts_ms: int, offer_key: int, channel: str | int) -> ContactHistory:
         """A new history with this contact added (late contacts land in time order)."""
         row = np.array((int(ts_ms), int(offer_key), channel_code(channel)), CONTACT_DTYPE)
-        pos = int(np.searchsorted(self.records["ts_ms"], row["ts_ms"], side="right"))
-        rec = np.insert(self.records, pos, row)
-        return ContactHistory(rec[-self.capacity :], self.capacity)
+        old = self.records
+        pos = int(np.searchsorted(old["ts_ms"], row["ts_ms"], side="right"))
+        n = len(old) + 1
+        start = max(n - self.capacity, 0)  # the oldest records that do not fit any more
+        rec = np.empty(n - start, CONTACT_DTYPE)
+        if pos >= start:
+            rec[: pos - start] = old[start:pos]
+            rec[pos - start] = row
+            rec[pos - start + 1 :] = old[pos:]
+        else:  # a contact older than all kept ones is dropped at once
+            rec[:] = old[start - 1 :]
+        return ContactHistory(rec, self.capacity)
 
     def since(self, start_ms: int) -> np.ndarray:
         """Contacts with ``ts_ms > start_ms`` (the open start of a rolling window)."""
@@ -116,7 +125,8 @@ class ContactHistory:
         if len(body) != n * CONTACT_DTYPE.itemsize or n > stored_capacity:
             raise HistoryCodecError("contact history length does not match its record count")
         rec = np.frombuffer(body, CONTACT_DTYPE).copy()
-        if np.any(np.diff(rec["ts_ms"]) < 0) or np.any(rec["channel"] >= len(CHANNELS)):
+        ts = rec["ts_ms"]
+        if n and ((ts[1:] < ts[:-1]).any() or int(rec["channel"].max()) >= len(CHANNELS)):
             raise HistoryCodecError("contact history records are out of order or corrupt")
         return cls(rec, stored_capacity)
 
