@@ -73,16 +73,19 @@ class Arms:
         self, keys: np.ndarray, now_ms: int, half_life_s: float | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Decayed (successes, failures) aligned to ``keys``; zeros for offers never seen."""
-        succ = np.zeros(len(keys), np.float64)
-        fail = np.zeros(len(keys), np.float64)
         rec = self.records
-        if len(rec):
-            pos = np.searchsorted(rec["key"], keys)
-            pos_c = np.minimum(pos, len(rec) - 1)
-            hit = rec["key"][pos_c] == keys
-            factor = _decay_factor(now_ms, self.updated_at_ms, half_life_s)
-            succ[hit] = rec["succ"][pos_c[hit]] * factor
-            fail[hit] = rec["fail"][pos_c[hit]] * factor
+        if not len(rec):
+            return np.zeros(len(keys), np.float64), np.zeros(len(keys), np.float64)
+        stored = rec["key"]
+        pos = stored.searchsorted(keys)
+        np.minimum(pos, len(rec) - 1, out=pos)
+        miss = stored[pos] != keys
+        factor = _decay_factor(now_ms, self.updated_at_ms, half_life_s)
+        # the stored float32 times the factor, in float32 as before, then float64
+        succ = (rec["succ"][pos] * factor).astype(np.float64)
+        fail = (rec["fail"][pos] * factor).astype(np.float64)
+        succ[miss] = 0.0
+        fail[miss] = 0.0
         return succ, fail
 
     def updated(
@@ -96,14 +99,19 @@ class Arms:
         """Add one observation: ``reward`` in [0, 1] counts as success, ``1 - reward`` as failure."""
         if not 0.0 <= reward <= 1.0:
             raise ValueError(f"reward must be in [0, 1], got {reward}")
-        rec = self.records.copy()
+        old = self.records
+        pos = int(old["key"].searchsorted(key))
+        if pos < len(old) and old["key"][pos] == key:
+            rec = old.copy()
+        else:  # a new offer: its row goes in at ``pos``, keys stay sorted
+            rec = np.empty(len(old) + 1, ARM_DTYPE)
+            rec[:pos] = old[:pos]
+            rec[pos] = (key, 0.0, 0.0)
+            rec[pos + 1 :] = old[pos:]
         factor = _decay_factor(now_ms, self.updated_at_ms, half_life_s)
         if factor != 1.0:
             rec["succ"] *= factor
             rec["fail"] *= factor
-        pos = int(np.searchsorted(rec["key"], key))
-        if pos == len(rec) or rec["key"][pos] != key:
-            rec = np.insert(rec, pos, np.array((key, 0.0, 0.0), ARM_DTYPE))
         rec["succ"][pos] += weight * reward
         rec["fail"][pos] += weight * (1.0 - reward)
         return Arms(rec, max(now_ms, self.updated_at_ms))
