@@ -348,12 +348,13 @@ class Decider:
         chosen = int(idx[index])
         mean = alpha / (alpha + beta)
         shadow = {c.label: self._probability(c, inp, index, seed) for c in challengers}
-        order = np.argsort(-scores, kind="stable")
-        values = cfg.offer_values[idx]
+        order = np.argsort(-scores, kind="stable").tolist()
+        ids, score_of = [cfg.offer_ids[i] for i in idx.tolist()], np.asarray(scores, float).tolist()
+        expected = (mean * cfg.offer_values[idx]).tolist()
         decision = {
             **base, "action": "offer", "offer_id": cfg.offer_ids[chosen],
-            "ranked": [{"offer_id": cfg.offer_ids[idx[j]], "score": round(float(scores[j]), 6),
-                        "expected_value": round(float(mean[j] * values[j]), 6)} for j in order],
+            "ranked": [{"offer_id": ids[j], "score": round(score_of[j], 6),
+                        "expected_value": round(expected[j], 6)} for j in order],
             "propensity": propensity, "propensity_se": round(se, 6),
             "predicted": float(mean[index]), "policy": policy_name, "routed_because": because,
             "explore": explore, "rule_reasons": reasons, "shadow": shadow or None,
