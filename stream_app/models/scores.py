@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Mapping
 
-from stream_app.profile import ARCHETYPES, Profile, lifecycle_stage, spend_personality
+from stream_app.profile import ARCHETYPES, LIFECYCLE_STAGES, Profile, features
 from stream_app.profile.layout import SLOTS
 
 if TYPE_CHECKING:
@@ -38,19 +38,22 @@ def customer_scores(
     profile: Profile, models: ModelSuite, now_ms: int, customer_id: str | None = None
 ) -> dict[str, Any]:
     """JSON-ready scores record (schema ``customer-scores.v1``; ``customer_id`` if given)."""
-    cfg = models.profile_config
-    sp = spend_personality(profile, now_ms, cfg)
-    engagement, churn, capacity = models.scores(profile, now_ms)
+    # one feature vector for the models, the spend personality and the lifecycle stage (the
+    # features hold them, computed as ``spend_personality`` and ``lifecycle_stage`` do)
+    x = features(profile, None, now_ms, models.profile_config)
+    persona = [x[f"persona_{a}"] for a in ARCHETYPES]
+    spent = x["monetary_log"] > 0
+    engagement, churn, capacity = models.scores(profile, now_ms, x)
     record: dict[str, Any] = {} if customer_id is None else {"customer_id": customer_id}
     record.update(
         ts=int(now_ms),
         segment=profile.segment if profile.segment >= 0 else None,
         spend_personality={
-            "dominant": sp.dominant,
-            "change": round(sp.change, 6),
-            "memberships": {a: round(m, 6) for a, m in sp.memberships.items()},
+            "dominant": ARCHETYPES[persona.index(max(persona))] if spent else None,
+            "change": round(x["persona_change"], 6),
+            "memberships": {a: round(m, 6) for a, m in zip(ARCHETYPES, persona)},
         },
-        lifecycle_stage=lifecycle_stage(profile, now_ms, cfg),
+        lifecycle_stage=next(s for s in LIFECYCLE_STAGES if x[f"stage_{s}"]),
         engagement=round(engagement, 6),
         churn=round(churn, 6),
         capacity=round(capacity, 4),

@@ -186,9 +186,12 @@ class ModelSuite:
         x = features(profile, None, now_ms, self.profile_config)
         return from_capacity_target(self.capacity_model.predict(x))
 
-    def scores(self, profile: Profile, now_ms: int) -> tuple[float, float, float]:
-        """``engagement`` (no context), ``churn`` and ``capacity`` from one feature vector."""
-        x = features(profile, None, now_ms, self.profile_config)
+    def scores(self, profile: Profile, now_ms: int, x: Mapping[str, float] | None = None
+               ) -> tuple[float, float, float]:
+        """``engagement`` (no context), ``churn`` and ``capacity`` from one feature vector
+        (``x``: ``features(profile, None, now_ms)`` when the caller has it already)."""
+        if x is None:
+            x = features(profile, None, now_ms, self.profile_config)
         if profile.n_events and now_ms - profile.last_event_ms >= self.config.churn_horizon_s * 1e3:
             churn = 1.0
         else:

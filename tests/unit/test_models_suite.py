@@ -171,6 +171,25 @@ def test_customer_scores_match_the_schema(trained):
         jsonschema.validate(row, delta_schema)
 
 
+def test_customer_scores_personality_and_stage_are_the_profiles(trained):
+    """The record reads them from the feature vector: they must be what ``spend_personality``
+    and ``lifecycle_stage`` say, for customers with and without spend, now and much later."""
+    from stream_app.profile import lifecycle_stage, spend_personality
+
+    suite, profiles = trained
+    now = max(p.last_event_ms for p in profiles.values())
+    checked = set()
+    for p in [Profile.empty(), *profiles.values()]:
+        for t in (now, now + 90 * 86_400_000):
+            s, sp = customer_scores(p, suite, t), spend_personality(p, t)
+            assert s["spend_personality"] == {
+                "dominant": sp.dominant, "change": round(sp.change, 6),
+                "memberships": {a: round(m, 6) for a, m in sp.memberships.items()}}
+            assert s["lifecycle_stage"] == lifecycle_stage(p, t)
+            checked |= {sp.dominant, s["lifecycle_stage"]}
+    assert None in checked and len(checked) >= 3
+
+
 def scores(**changes):
     base = {"ts": 0, "segment": 1, "spend_personality": {"dominant": "saver"},
             "engagement": 0.5, "churn": 0.2, "capacity": 100.0}  # fmt: skip
