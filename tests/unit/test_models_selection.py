@@ -207,7 +207,8 @@ def test_the_adaptive_tree_candidate_learns_and_predicts_as_rivers():
 
     from stream_app.models.candidates import MajorityClassHAT
 
-    settings = dict(grace_period=100, delta=1e-3, leaf_prediction="mc", max_depth=8, seed=3)
+    settings = {"grace_period": 100, "delta": 1e-3, "leaf_prediction": "mc", "max_depth": 8,
+                "seed": 3}
     ours, rivers = MajorityClassHAT(**settings), tree.HoeffdingAdaptiveTreeClassifier(**settings)
     rng = random.Random(4)
     for t, x, y in concept_stream(6000, seed=5, flip_at=3000):

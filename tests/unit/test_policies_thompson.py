@@ -151,9 +151,10 @@ def test_integrated_propensities_of_repeated_and_sharp_arms_match_a_large_monte_
     mc = np.bincount(draws.argmax(axis=1), minlength=len(alpha)) / 400_000
     assert p.sum() == pytest.approx(1.0, abs=1e-12)
     assert np.abs(p - mc).max() < 5e-3, (p, mc)
-    for i, j in [(i, j) for i in range(len(p)) for j in range(i)]:
-        if (alpha[i], beta[i]) == (alpha[j], beta[j]):
-            assert p[i] == p[j]
+    for i in range(len(p)):
+        for j in range(i):
+            if (alpha[i], beta[i]) == (alpha[j], beta[j]):
+                assert p[i] == p[j]
 
 
 def test_identical_arms_split_exactly():
