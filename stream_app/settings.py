@@ -32,6 +32,7 @@ class Settings:
     seed: int = 0
     checkpoint_every: int = 2000  # events per partition between population-state checkpoints
     rocksdb_memory_mb: int = 64  # all RocksDB stores' cache + memtables (0: Faust's defaults)
+    bulk_restore_min_records: int = 20_000  # gaps this long are restored in bulk (0: never)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +55,8 @@ class Settings:
             seed=int(env.get("STREAM_APP_SEED", s.seed)),
             checkpoint_every=int(env.get("STREAM_APP_CHECKPOINT_EVERY", s.checkpoint_every)),
             rocksdb_memory_mb=int(env.get("STREAM_APP_ROCKSDB_MEMORY_MB", s.rocksdb_memory_mb)),
+            bulk_restore_min_records=int(env.get("STREAM_APP_BULK_RESTORE_MIN_RECORDS",
+                                                 s.bulk_restore_min_records)),
         )
 
     def topic(self, name: str) -> str:

@@ -52,7 +52,7 @@ def _now_ms() -> int:
 def build_app(settings: Settings) -> faust.App:
     contract = Contract.load(max_bytes=settings.max_message_bytes)
     if settings.rocksdb_memory_mb:  # 0: Faust's own RocksDB options (no shared budget)
-        storage.configure(settings.rocksdb_memory_mb)
+        storage.configure(settings.rocksdb_memory_mb, settings.bulk_restore_min_records)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",

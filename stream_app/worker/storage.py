@@ -9,6 +9,9 @@ cache, and index and filter blocks live in the cache too: RocksDB's memory is ca
 ``memory_mb`` in all (the technique of Kafka Streams' bounded-memory RocksDB config). Reads that
 miss the cache are served by the operating system's page cache, which is not the worker's memory.
 
+The store also restores a newly assigned partition that is far behind its changelog in bulk
+before Faust's per-record recovery (``worker/restore.py``).
+
 Selected by the store URL ``rocksdb-bounded://`` (registered below as a Faust store); the budget
 is set once per process with :func:`configure` before the tables open.
 
@@ -19,6 +22,7 @@ is set once per process with :func:`configure` before the tables open.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +40,7 @@ class Budget:
     """The shared block cache and write-buffer manager of one process (created on first use)."""
 
     memory_mb: int = DEFAULT_MEMORY_MB
+    bulk_restore_min_records: int = 20_000  # restore gaps this long in bulk (0: never)
     _cache: Any = field(default=None, repr=False)
     _manager: Any = field(default=None, repr=False)
 
@@ -70,7 +75,7 @@ class Budget:
 _budget = Budget()
 
 
-def configure(memory_mb: int) -> Budget:
+def configure(memory_mb: int, bulk_restore_min_records: int = 20_000) -> Budget:
     """Set this process's budget; call before the first store opens (``build_app`` does)."""
     global _budget
     if memory_mb < 8:
@@ -79,6 +84,7 @@ def configure(memory_mb: int) -> Budget:
         raise RuntimeError("the RocksDB memory budget is already in use with another size")
     if _budget._cache is None:
         _budget = Budget(memory_mb)
+    _budget.bulk_restore_min_records = bulk_restore_min_records
     return _budget
 
 
@@ -112,11 +118,32 @@ class _BoundedOptions(faust_rocksdb.RocksDBOptions):
 
 
 class BoundedStore(faust_rocksdb.Store):
-    """Faust's RocksDB store with the process-wide memory budget."""
+    """Faust's RocksDB store with the process-wide memory budget, and a bulk restore of newly
+    assigned partitions that are far behind their changelog (``worker/restore.py``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rocksdb_options = _BoundedOptions(**self.options, use_rocksdict=self.use_rocksdict)
+
+    async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any,
+                           generation_id: int = 0) -> None:
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        standby = self.app.assignor.assigned_standbys()
+        topics = self.table.changelog_topic.topics
+        tps = sorted(tp for tp in newly_assigned if tp.topic in topics and tp not in standby)
+        if tps and _budget.bulk_restore_min_records > 0:
+            # in a thread: the event loop keeps the consumer's heartbeats going meanwhile; Faust's
+            # own recovery (which reads the persisted offsets) starts after this returns
+            await asyncio.get_running_loop().run_in_executor(None, self._restore, tps)
+
+    def _restore(self, tps: list[Any]) -> None:
+        from stream_app.worker.restore import restore_partition
+
+        bootstrap = ",".join(f"{u.host}:{u.port}" for u in self.app.conf.broker)
+        for tp in tps:
+            restore_partition(self._db_for_partition(tp.partition), bootstrap, tp.topic,
+                              tp.partition, self.persisted_offset(tp),
+                              min_records=_budget.bulk_restore_min_records)
 
 
 faust.stores.STORES.aliases.setdefault("rocksdb-bounded", f"{__name__}:BoundedStore")

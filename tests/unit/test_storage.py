@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -21,20 +22,23 @@ def _open(path) -> object:
 
 
 def test_stores_share_one_cache_and_memtable_budget(tmp_path, budget) -> None:
-    # 8 stores with 1 MB write buffers: on their own they would hold up to 8-16 MB of memtables
     dbs = [_open(tmp_path / f"t{i}.db") for i in range(8)]
     try:
         value = os.urandom(512)
-        peak = 0
+        charged = 0
         for n in range(40_000):  # ~21 MB written over 8 stores: 5x the memtable budget
             dbs[n % 8][b"c%07d" % n] = value
-            if n % 1000 == 0:
-                peak = max(peak, budget.usage()["memtable_bytes"])
-        usage = budget.usage()
-        # memtables were flushed to stay near their budget (RocksDB allows some slack: a
-        # flush starts at ~90 % of it and the memtable being flushed still counts)
-        assert 0 < peak <= 1.5 * budget.memtable_bytes
-        assert usage["cache_bytes"] <= 1.25 * budget.cache_bytes
+            if n % 1000 == 999:
+                charged = max(charged, budget.usage()["memtable_bytes"])
+        # every store's memtables are charged to the one write-buffer manager (and its cache)
+        assert charged > 0
+        # ... which made them flush: once the flushes in progress are done (they lag on a busy
+        # machine) the memtables fit the budget, instead of holding the ~21 MB written
+        deadline = time.monotonic() + 10.0
+        while budget.usage()["memtable_bytes"] > budget.memtable_bytes:
+            assert time.monotonic() < deadline, budget.usage()
+            time.sleep(0.05)
+        assert budget.usage()["cache_bytes"] <= 1.25 * budget.cache_bytes
         for n in (0, 12_345, 39_999):  # and every row is still there
             assert dbs[n % 8][b"c%07d" % n] == value
     finally:
