@@ -33,6 +33,7 @@ class Settings:
     checkpoint_every: int = 2000  # events per partition between population-state checkpoints
     rocksdb_memory_mb: int = 64  # all RocksDB stores' cache + memtables (0: Faust's defaults)
     bulk_restore_min_records: int = 20_000  # gaps this long are restored in bulk (0: never)
+    malloc_arenas: int = 2  # glibc malloc arenas of the worker (0: glibc's default, 8 per core)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +58,7 @@ class Settings:
             rocksdb_memory_mb=int(env.get("STREAM_APP_ROCKSDB_MEMORY_MB", s.rocksdb_memory_mb)),
             bulk_restore_min_records=int(env.get("STREAM_APP_BULK_RESTORE_MIN_RECORDS",
                                                  s.bulk_restore_min_records)),
+            malloc_arenas=int(env.get("STREAM_APP_MALLOC_ARENAS", s.malloc_arenas)),
         )
 
     def topic(self, name: str) -> str:

@@ -272,6 +272,15 @@ def _reap(pid: int) -> None:
 
 
 def _cluster_id() -> str:
+    """A random cluster id as Kafka makes them (``Uuid.randomUuid``): URL-safe base64 of 16 bytes,
+    never starting with '-' (the storage tool would read it as an option; 1 start in 64 failed).
+
+    >>> all(not _cluster_id().startswith("-") for _ in range(1000))
+    True
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid

@@ -413,6 +413,8 @@ def run_worker(settings: Settings) -> None:
 
     from stream_app.kafka.topics import create_topics
 
+    if settings.malloc_arenas:  # before any thread of RocksDB, librdkafka or the config feed
+        storage.limit_malloc_arenas(settings.malloc_arenas)
     try:
         mode.loop.use("uvloop")  # sets the event loop policy: before the app creates its loop
     except ImportError:
