@@ -50,7 +50,10 @@ def restore_partition(db: Any, bootstrap: str, topic: str, partition: int,
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-app-restore",
                          "enable.auto.commit": False, "enable.partition.eof": True,
-                         "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20})
+                         # bounded prefetch (librdkafka's default queue is 64 MB): the restore
+                         # must not raise the worker's memory for good
+                         "queued.max.messages.kbytes": 8192, "fetch.max.bytes": 8 << 20,
+                         "max.partition.fetch.bytes": 4 << 20})
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
                                                    timeout=timeout_s)

@@ -29,7 +29,8 @@ from typing import Any
 import faust.stores
 from faust.stores import rocksdb as faust_rocksdb
 
-__all__ = ["Budget", "BoundedStore", "STORE_URL", "budget", "configure", "limit_malloc_arenas"]
+__all__ = ["Budget", "BoundedStore", "STORE_URL", "budget", "configure", "limit_malloc_arenas",
+           "trim_malloc"]
 
 STORE_URL = "rocksdb-bounded://"
 DEFAULT_MEMORY_MB = 64
@@ -92,6 +93,24 @@ def budget() -> Budget:
     return _budget
 
 
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+def trim_malloc() -> bool:
+    """Give the memory glibc's malloc holds free back to the system (after a bulk restore, whose
+    buffers are freed but would otherwise stay in the process's RSS); True if done."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    return bool(trim is not None and trim(0) in (0, 1))
+
+
 def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas for this process (call before threads start; True if set).
 
@@ -99,17 +118,9 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     flush and compaction threads and librdkafka's threads then keep freed memory spread over
     many arenas, and the process's RSS grows beyond what RocksDB and Python actually hold (the
     usual remedy for RocksDB on glibc: ``MALLOC_ARENA_MAX=2``). No effect on other C libraries."""
-    import ctypes
-    import ctypes.util
-
     if arenas <= 0:
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None)
-    except OSError:
-        return False
+    mallopt = getattr(_libc(), "mallopt", None)
     M_ARENA_MAX = -8  # malloc.h
     return bool(mallopt is not None and mallopt(M_ARENA_MAX, arenas) == 1)
 
@@ -162,10 +173,12 @@ class BoundedStore(faust_rocksdb.Store):
         from stream_app.worker.restore import restore_partition
 
         bootstrap = ",".join(f"{u.host}:{u.port}" for u in self.app.conf.broker)
-        for tp in tps:
-            restore_partition(self._db_for_partition(tp.partition), bootstrap, tp.topic,
-                              tp.partition, self.persisted_offset(tp),
-                              min_records=_budget.bulk_restore_min_records)
+        restored = [restore_partition(self._db_for_partition(tp.partition), bootstrap, tp.topic,
+                                      tp.partition, self.persisted_offset(tp),
+                                      min_records=_budget.bulk_restore_min_records)
+                    for tp in tps]
+        if any(restored):
+            trim_malloc()
 
 
 faust.stores.STORES.aliases.setdefault("rocksdb-bounded", f"{__name__}:BoundedStore")

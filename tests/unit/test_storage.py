@@ -71,3 +71,4 @@ def test_malloc_arenas_are_capped_on_glibc() -> None:
     assert storage.limit_malloc_arenas(0) is False  # 0: leave glibc's default
     if platform.libc_ver()[0] == "glibc":
         assert storage.limit_malloc_arenas(2) is True
+        assert storage.trim_malloc() is True
