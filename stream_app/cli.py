@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--bulk-customers", type=int, default=0,
                    help="after the preload, give this many customers state (<= 1M) by cloning "
                    "the preloaded customers' rows into the tables' changelogs (bench/bulk.py)")
-    b.add_argument("--rocksdb-memory-mb", type=int, default=64,
+    b.add_argument("--rocksdb-memory-mb", type=int, default=32,
                    help="the worker's RocksDB memory budget (0: Faust's per-store defaults)")
     b.add_argument("--offers", type=int, default=20, help="offers in the catalogue (<= 100)")
     b.add_argument("--partitions", type=int, default=4)

@@ -51,7 +51,7 @@ class BenchParams:
     seed: int = 7
     worker_log_level: str = "warning"
     drain_timeout_s: float = 120.0
-    rocksdb_memory_mb: int = 64  # the worker's RocksDB budget (worker/storage.py; 0: Faust's)
+    rocksdb_memory_mb: int = 32  # the worker's RocksDB budget (worker/storage.py; 0: Faust's)
 
     @property
     def population(self) -> int:

@@ -22,7 +22,7 @@ class Sandbox:
 
     def __init__(self, *, partitions: int, cache_dir: Path, bootstrap_servers: str | None,
                  broker_heap: str, max_message_bytes: int, log_level: str,
-                 workdir: Path, rocksdb_memory_mb: int = 64) -> None:
+                 workdir: Path, rocksdb_memory_mb: int = 32) -> None:
         self.run_id = uuid.uuid4().hex[:8]
         self.cache_dir = cache_dir
         self.workdir = workdir

@@ -33,7 +33,7 @@ __all__ = ["Budget", "BoundedStore", "STORE_URL", "budget", "configure", "limit_
            "trim_malloc"]
 
 STORE_URL = "rocksdb-bounded://"
-DEFAULT_MEMORY_MB = 64
+DEFAULT_MEMORY_MB = 32
 
 
 @dataclass
