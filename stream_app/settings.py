@@ -32,7 +32,7 @@ class Settings:
     seed: int = 0
     checkpoint_every: int = 2000  # events per partition between population-state checkpoints
     rocksdb_memory_mb: int = 32  # all RocksDB stores' cache + memtables (0: Faust's defaults)
-    bulk_restore_min_records: int = 20_000  # gaps this long are restored in bulk (0: never)
+    bulk_restore_min_records: int = 5_000  # gaps this long are restored in bulk (0: never)
     malloc_arenas: int = 2  # glibc malloc arenas of the worker (0: glibc's default, 8 per core)
 
     @classmethod

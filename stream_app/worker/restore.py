@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["OFFSET_KEY", "Restored", "restore_partition"]
+__all__ = ["OFFSET_KEY", "Restored", "restore_consumer", "restore_partition"]
 
 log = structlog.get_logger("stream_app.worker.restore")
 
@@ -40,20 +40,30 @@ class Restored:
     to_offset: int  # the last offset applied (-1: nothing)
 
 
+def restore_consumer(bootstrap: str) -> Any:
+    """A librdkafka consumer for restores (assigned partitions only, no group membership)."""
+    from confluent_kafka import Consumer
+
+    return Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-app-restore",
+                     "enable.auto.commit": False, "enable.partition.eof": True,
+                     # prefetch: 8 MB made a 1M-customer restore 2.5x slower than 64 MB;
+                     # what it allocates is given back after the restore (malloc_trim)
+                     "queued.max.messages.kbytes": 32768, "fetch.max.bytes": 32 << 20,
+                     "max.partition.fetch.bytes": 16 << 20})
+
+
 def restore_partition(db: Any, bootstrap: str, topic: str, partition: int,
-                      persisted: int | None, min_records: int = 20_000,
-                      timeout_s: float = 30.0) -> Restored | None:
+                      persisted: int | None, min_records: int = 5_000,
+                      timeout_s: float = 30.0, consumer: Any = None) -> Restored | None:
     """Apply ``topic[partition]`` from ``persisted + 1`` to its high watermark to ``db`` (an open
-    rocksdict store) when that is at least ``min_records`` records; None when left to Faust."""
-    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+    rocksdict store) when that is at least ``min_records`` records; None when left to Faust.
+    ``consumer`` (from :func:`restore_consumer`) may be shared by calls; else one is made."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
     from rocksdict import WriteBatch
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "stream-app-restore",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
-                         # prefetch: 8 MB made a 1M-customer restore 2.5x slower than 64 MB;
-                         # what it allocates is given back after the restore (malloc_trim)
-                         "queued.max.messages.kbytes": 32768, "fetch.max.bytes": 32 << 20,
-                         "max.partition.fetch.bytes": 16 << 20})
+    own = consumer is None
+    if own:
+        consumer = restore_consumer(bootstrap)
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
                                                    timeout=timeout_s)
@@ -76,6 +86,8 @@ def restore_partition(db: Any, bootstrap: str, topic: str, partition: int,
             progress_at = time.monotonic()
             batch = WriteBatch(raw_mode=True)
             for msg in messages:
+                if msg.partition() != partition or msg.topic() != topic:
+                    continue  # left over from a shared consumer's previous assignment
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:  # reached the end
@@ -99,4 +111,7 @@ def restore_partition(db: Any, bootstrap: str, topic: str, partition: int,
                  seconds=restored.seconds, records_per_s=round(applied / max(restored.seconds, 1e-9)))
         return restored
     finally:
-        consumer.close()
+        if own:
+            consumer.close()
+        else:
+            consumer.unassign()

@@ -41,7 +41,7 @@ class Budget:
     """The shared block cache and write-buffer manager of one process (created on first use)."""
 
     memory_mb: int = DEFAULT_MEMORY_MB
-    bulk_restore_min_records: int = 20_000  # restore gaps this long in bulk (0: never)
+    bulk_restore_min_records: int = 5_000  # restore gaps this long in bulk (0: never)
     _cache: Any = field(default=None, repr=False)
     _manager: Any = field(default=None, repr=False)
 
@@ -76,7 +76,7 @@ class Budget:
 _budget = Budget()
 
 
-def configure(memory_mb: int, bulk_restore_min_records: int = 20_000) -> Budget:
+def configure(memory_mb: int, bulk_restore_min_records: int = 5_000) -> Budget:
     """Set this process's budget; call before the first store opens (``build_app`` does)."""
     global _budget
     if memory_mb < 8:
@@ -170,13 +170,18 @@ class BoundedStore(faust_rocksdb.Store):
             await asyncio.get_running_loop().run_in_executor(None, self._restore, tps)
 
     def _restore(self, tps: list[Any]) -> None:
-        from stream_app.worker.restore import restore_partition
+        from stream_app.worker.restore import restore_consumer, restore_partition
 
         bootstrap = ",".join(f"{u.host}:{u.port}" for u in self.app.conf.broker)
-        restored = [restore_partition(self._db_for_partition(tp.partition), bootstrap, tp.topic,
-                                      tp.partition, self.persisted_offset(tp),
-                                      min_records=_budget.bulk_restore_min_records)
-                    for tp in tps]
+        consumer = restore_consumer(bootstrap)  # one per table: partitions one after the other
+        try:
+            restored = [restore_partition(self._db_for_partition(tp.partition), bootstrap,
+                                          tp.topic, tp.partition, self.persisted_offset(tp),
+                                          min_records=_budget.bulk_restore_min_records,
+                                          consumer=consumer)
+                        for tp in tps]
+        finally:
+            consumer.close()
         if any(restored):
             trim_malloc()
 

@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from rocksdict import Options, Rdict
 
 from stream_app.kafka.client import producer
-from stream_app.worker.restore import OFFSET_KEY, restore_partition
+from stream_app.worker.restore import OFFSET_KEY, restore_consumer, restore_partition
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +55,17 @@ def test_restore_applies_puts_tombstones_and_the_offset(kafka_bootstrap: str, tm
 
 def test_restore_starts_after_the_persisted_offset(kafka_bootstrap: str, tmp_path) -> None:
     topic = _changelog(kafka_bootstrap, [(b"k%d" % i, b"x") for i in range(500)])
+    other = _changelog(kafka_bootstrap, [(b"o%d" % i, b"y") for i in range(50)])
     db = Rdict(str(tmp_path / "t-1.db"), Options(raw_mode=True))
+    consumer = restore_consumer(kafka_bootstrap)  # shared, as the store does per table
     try:
-        done = restore_partition(db, kafka_bootstrap, topic, 1, persisted=199, min_records=1)
+        done = restore_partition(db, kafka_bootstrap, topic, 1, persisted=199, min_records=1,
+                                 consumer=consumer)
         assert done is not None and (done.from_offset, done.records) == (200, 300)
         assert db.get(b"k199") is None and db.get(b"k200") == b"x"  # only the gap was read
+        again = restore_partition(db, kafka_bootstrap, other, 1, persisted=None, min_records=1,
+                                  consumer=consumer)
+        assert again is not None and again.records == 50 and db.get(b"o49") == b"y"
     finally:
+        consumer.close()
         db.close()
