@@ -163,6 +163,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             attribution_s=args.attribution_s, window=args.window, linger_ms=args.linger_ms,
             max_backlog=args.max_backlog,
             restart=not args.no_restart, restart_from_changelog=args.restart_from_changelog,
+            serve_after_restart_s=args.serve_after_restart,
             out=Path(args.out), name=args.name, cache_dir=settings.cache_dir,
             bootstrap_servers=settings.bootstrap_servers if settings.external_cluster else None,
         )
@@ -284,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-restart", action="store_true", help="skip the restart measurement")
     b.add_argument("--restart-from-changelog", action="store_true",
                    help="also restart with the data dir wiped (recovery from changelogs)")
+    b.add_argument("--serve-after-restart", type=float, default=0.0, metavar="S",
+                   help="after the local restart, serve at --rate for S seconds and take the "
+                   "RSS (a worker that restarted onto its state, without the bulk load's traces)")
     b.add_argument("--out", default="docs/benchmarks", help="folder of the report files")
     b.add_argument("--name", default="bench", help="file stem of the report files")
     b.set_defaults(func=cmd_bench)

@@ -274,6 +274,11 @@ class Harness:
         if p.restart:
             out["restarts"].append(self._restart("local RocksDB kept", "r"))
             out["state"] = out["restarts"][-1]["state"]
+            if p.serve_after_restart_s:  # memory of a worker that restarted onto its state
+                out["phases"].append(self._run_phase(
+                    f"after restart {p.rate:,.0f} req/s", "a", draw, rate=p.rate,
+                    seconds=p.serve_after_restart_s))
+                out["rss"]["after_restart_serving_mb"] = _mb(rss_bytes(box.worker_pid))
             if p.restart_from_changelog:
                 out["restarts"].append(self._restart("data dir wiped, from changelog", "c",
                                                   wipe=True))

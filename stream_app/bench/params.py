@@ -43,6 +43,7 @@ class BenchParams:
     max_backlog: int = 10_000  # at a set rate: end the phase early past this many in flight
     restart: bool = True  # measure restart-to-serving after the runs
     restart_from_changelog: bool = False  # also: wipe the data dir and recover from changelogs
+    serve_after_restart_s: float = 0.0  # > 0: serve at ``rate`` this long after the local restart
     out: Path = PROJECT_ROOT / "docs" / "benchmarks"
     name: str = "bench"  # file stem of the JSON / Markdown / PNG written to ``out``
     bootstrap_servers: str | None = None  # None: start an own local broker

@@ -161,6 +161,9 @@ def markdown(report: dict[str, Any]) -> str:
               f"| worker RSS after preload / after main run / at end | "
               f"{_f(rs['after_preload_mb'])} / {_f(rs.get('after_main_mb'))} / "
               f"{_f(rs['at_end_mb'])} MB |",
+              *([f"| worker RSS after serving again after the local restart | "
+                 f"{_f(rs['after_restart_serving_mb'])} MB |"]
+                if rs.get("after_restart_serving_mb") is not None else []),
               f"| customers with state | {_f(st.get('customers_with_state'))} |",
               f"| data dir on disk (du) | {_f(st.get('disk_bytes'))} B |",
               f"| on disk per customer | {_f(st.get('disk_bytes_per_customer'))} B |",

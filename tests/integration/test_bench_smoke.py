@@ -18,13 +18,13 @@ def test_bench_reports_throughput_latency_state_and_restart(kafka_bootstrap: str
     params = BenchParams(
         customers=60, bulk_customers=200, restart_from_changelog=True, offers=3, partitions=2, payload_bytes=200, rate=40.0, seconds=3.0,
         load_steps=(20.0,), step_seconds=2.0, outcome_fraction=0.5, attribution_s=2.0,
-        window=50, out=tmp_path / "out", name="smoke", bootstrap_servers=kafka_bootstrap,
+        window=50, serve_after_restart_s=2.0, out=tmp_path / "out", name="smoke", bootstrap_servers=kafka_bootstrap,
         cache_dir=tmp_path / "cache", drain_timeout_s=90.0,
     )
     report = run_bench(params, progress=lambda _: None)
 
     phases = {ph["tag"]: ph for ph in report["phases"]}
-    assert set(phases) == {"p", "m", "s0"}
+    assert set(phases) == {"p", "m", "s0", "a"}  # "a": serving again after the local restart
     assert phases["p"]["requests"] == 60  # one request per customer
     for ph in phases.values():
         assert ph["decisions"] == ph["requests"] > 0
@@ -43,7 +43,7 @@ def test_bench_reports_throughput_latency_state_and_restart(kafka_bootstrap: str
     assert report["state"]["customers_with_state"] == 200  # the worker read the cloned rows
     assert wiped["customers_recovered"] == 200  # data dir wiped: all back from the changelogs
     assert report["state"]["logical_bytes_per_customer"] > 0
-    assert report["rss"]["worker_peak_mb"] > 0
+    assert report["rss"]["worker_peak_mb"] > 0 and report["rss"]["after_restart_serving_mb"] > 0
     assert report["lag"]["samples"] and report["lag"]["max_in_flight"] >= 1
     assert report["machine"]["cores"] >= 1
 
