@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from faust.stores import rocksdb as faust_rocksdb
 
 __all__ = ["OFFSET_KEY", "Restored", "restore_consumer", "restore_partition"]
 
 log = structlog.get_logger("stream_app.worker.restore")
 
-OFFSET_KEY = b"__faust\0offset__"  # faust.stores.rocksdb.Store.offset_key
+OFFSET_KEY: bytes = faust_rocksdb.Store.offset_key  # where Faust keeps a store's changelog offset
 _BATCH = 5_000
 
 

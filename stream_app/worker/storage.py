@@ -23,6 +23,7 @@ is set once per process with :func:`configure` before the tables open.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +94,10 @@ def budget() -> Budget:
     return _budget
 
 
+@functools.cache
 def _libc() -> Any:
+    """The C library, looked up once (``find_library`` runs ``ldconfig``: ~2.5 ms a call, and the
+    periodic trim calls this from the event loop)."""
     import ctypes
     import ctypes.util
 
