@@ -22,17 +22,15 @@ real customers.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from stream_app.bench.load import customer_key
+from stream_app.bench.load import CUSTOMER_KEY, customer_key
 
 __all__ = ["BULK_TABLES", "clone_rows", "read_templates", "seed_changelogs"]
 
 BULK_TABLES = ("customers", "arms")  # the tables with one row per customer
-_CUSTOMER_KEY = re.compile(rb"c\d{7}")
 
 
 def read_templates(data_dir: Path, tables: tuple[str, ...] = BULK_TABLES,
@@ -52,7 +50,7 @@ def read_templates(data_dir: Path, tables: tuple[str, ...] = BULK_TABLES,
             for k, v in store.items():
                 if len(rows) >= limit:
                     break
-                if _CUSTOMER_KEY.fullmatch(k):
+                if CUSTOMER_KEY.fullmatch(k):
                     rows.append(v)
         finally:
             store.close()

@@ -15,6 +15,7 @@ generator spends microseconds per message. Each request id carries what the coll
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from array import array
@@ -28,6 +29,9 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 def customer_key(idx: int) -> bytes:
     return b"c%07d" % idx
+
+
+CUSTOMER_KEY = re.compile(rb"c\d{7}")  # the bench customer ids customer_key makes
 
 
 class RequestTemplate:

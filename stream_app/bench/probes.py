@@ -152,11 +152,9 @@ def table_sizes(data_dir: Path) -> dict[str, dict[str, int]]:
     of those the rows keyed by a customer (their key holds a bench customer id, ``c`` + 7
     digits). ``"_customers"`` counts the distinct customers with any row. Read with rocksdict in
     read-only mode, so only with the worker stopped."""
-    import re
-
     from rocksdict import AccessType, Options, Rdict
 
-    customer = re.compile(rb"c\d{7}")
+    from stream_app.bench.load import CUSTOMER_KEY as customer
     seen: set[bytes] = set()
     out: dict[str, dict[str, int]] = {}
     for db in sorted(data_dir.rglob("*.db")):
