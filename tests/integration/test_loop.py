@@ -139,6 +139,9 @@ def test_restart_keeps_learned_arms(engine, make_request, wipe_local_state, bulk
     assert predicted["cashback"] == pytest.approx(posterior_mean(s, 0))
     if "travel" in predicted:
         assert predicted["travel"] == pytest.approx(posterior_mean(0, f))
+    # and the state came back the way the variant says (Faust would recover it either way)
+    restored = "changelog_restored" in (engine.workdir / "worker.log").read_text(errors="replace")
+    assert restored == bulk_restore
 
 
 @pytest.mark.parametrize("codec", ["lz4", "zstd", "snappy", "gzip"])
