@@ -150,8 +150,13 @@ def _print_summary(s) -> None:
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     """Benchmark one worker against real Kafka; writes <out>/<name>.json, .md and .png."""
+    import signal
+
     from stream_app.bench import BenchError, BenchParams, parse_steps, run_bench
 
+    # SIGTERM (kill, a CI timeout) unwinds like Ctrl-C: the sandbox then stops the worker and
+    # the broker it started, instead of leaving them running
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         params = BenchParams(
             customers=args.customers, bulk_customers=args.bulk_customers,
@@ -163,7 +168,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             attribution_s=args.attribution_s, window=args.window, linger_ms=args.linger_ms,
             max_backlog=args.max_backlog,
             restart=not args.no_restart, restart_from_changelog=args.restart_from_changelog,
-            serve_after_restart_s=args.serve_after_restart,
+            serve_after_restart_s=args.serve_after_restart, worker_log_level=args.worker_log_level,
             out=Path(args.out), name=args.name, cache_dir=settings.cache_dir,
             bootstrap_servers=settings.bootstrap_servers if settings.external_cluster else None,
         )
@@ -288,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--serve-after-restart", type=float, default=0.0, metavar="S",
                    help="after the local restart, serve at --rate for S seconds and take the "
                    "RSS (a worker that restarted onto its state, without the bulk load's traces)")
+    b.add_argument("--worker-log-level", default="warning",
+                   help="the worker's log level (its log is in .cache/bench-runs/<name>-<time>/)")
     b.add_argument("--out", default="docs/benchmarks", help="folder of the report files")
     b.add_argument("--name", default="bench", help="file stem of the report files")
     b.set_defaults(func=cmd_bench)

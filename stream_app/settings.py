@@ -34,6 +34,8 @@ class Settings:
     rocksdb_memory_mb: int = 32  # all RocksDB stores' cache + memtables (0: Faust's defaults)
     bulk_restore_min_records: int = 5_000  # gaps this long are restored in bulk (0: never)
     malloc_arenas: int = 2  # glibc malloc arenas of the worker (0: glibc's default, 8 per core)
+    memory_report_s: float = 0.0  # log what the worker's memory is made of this often (0: never)
+    tracemalloc_frames: int = 0  # > 0: trace Python allocations for the memory report (diagnosis)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +61,8 @@ class Settings:
             bulk_restore_min_records=int(env.get("STREAM_APP_BULK_RESTORE_MIN_RECORDS",
                                                  s.bulk_restore_min_records)),
             malloc_arenas=int(env.get("STREAM_APP_MALLOC_ARENAS", s.malloc_arenas)),
+            memory_report_s=float(env.get("STREAM_APP_MEMORY_REPORT_S", s.memory_report_s)),
+            tracemalloc_frames=int(env.get("STREAM_APP_TRACEMALLOC_FRAMES", s.tracemalloc_frames)),
         )
 
     def topic(self, name: str) -> str:

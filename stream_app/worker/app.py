@@ -28,7 +28,7 @@ from stream_app.core.dedup import DedupWindow
 from stream_app.core.feedback import PendingCodecError, PendingDecision
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.population import PopulationState
-from stream_app.worker import checkpoints, storage
+from stream_app.worker import checkpoints, memory, storage
 from stream_app.deadletter import dead_letter
 from stream_app.schemas import Contract, InvalidMessage
 from stream_app.settings import Settings
@@ -134,6 +134,14 @@ def build_app(settings: Settings) -> faust.App:
             started = time.perf_counter()
             storage.trim_malloc()
             log.debug("malloc_trimmed", ms=round((time.perf_counter() - started) * 1000, 2))
+
+    if settings.memory_report_s > 0:
+        memory_report = memory.MemoryReport(settings.tracemalloc_frames)
+
+        @app.timer(interval=settings.memory_report_s)
+        async def report_memory() -> None:
+            """What the worker's memory is made of (``worker/memory.py``), for operators."""
+            log.info("memory", **memory_report(memory.store_databases(app.tables.values())))
 
     async def guarded(handler: Any, event: faust.EventT) -> None:
         """An unexpected error costs one message (dead-lettered with the reason), never the agent."""
