@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import tracemalloc
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -93,18 +94,27 @@ def rocksdb_memory(dbs: Iterable[Any]) -> dict[str, int]:
 
 
 class MemoryReport:
-    """One report at a time; with tracing on, the Python allocations that grew since the last."""
+    """One report at a time: with the types of Python objects whose number grew most since the
+    last report, and with tracing on, the source lines whose allocations grew most."""
 
     def __init__(self, tracemalloc_frames: int = 0, top: int = 8) -> None:
         self.top = top
         self._previous: tracemalloc.Snapshot | None = None
+        self._types: Counter[str] | None = None
         if tracemalloc_frames > 0 and not tracemalloc.is_tracing():
             tracemalloc.start(tracemalloc_frames)
 
     def __call__(self, dbs: Iterable[Any] = ()) -> dict[str, Any]:
         report: dict[str, Any] = process_memory()
         report.update(rocksdb_memory(dbs))
-        report["python_objects"] = len(gc.get_objects())
+        objects = gc.get_objects()
+        report["python_objects"] = len(objects)
+        types = Counter(type(o).__qualname__ for o in objects)
+        del objects
+        if self._types is not None:
+            grown = (types - self._types).most_common(self.top)
+            report["python_types_grown"] = [{"type": name, "objects": n} for name, n in grown]
+        self._types = types
         if tracemalloc.is_tracing():
             report["python_traced_bytes"] = tracemalloc.get_traced_memory()[0]
             snapshot = tracemalloc.take_snapshot().filter_traces(

@@ -65,3 +65,16 @@ def test_traced_report_names_the_line_that_grew(budget) -> None:
 def _line_of(text: str) -> int:
     with open(__file__) as f:
         return next(i for i, line in enumerate(f, 1) if text in line and "_line_of" not in line)
+
+
+class _Marker:
+    pass
+
+
+def test_report_names_the_object_types_that_grew() -> None:
+    report = memory.MemoryReport()
+    assert "python_types_grown" not in report()
+    kept = [_Marker() for _ in range(20_000)]
+    grown = {g["type"]: g["objects"] for g in report()["python_types_grown"]}
+    assert grown.get("_Marker", 0) >= 20_000
+    del kept
