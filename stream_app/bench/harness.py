@@ -223,7 +223,7 @@ class Harness:
                                      payload_bytes=p.payload_bytes,
                                      interactions_per_request=p.interactions_per_request,
                                      linger_ms=p.linger_ms)
-            lag = LagSampler(box.bootstrap, s.app_id, s.topic("decision-requests"), s.partitions,
+            lag = self.lag = LagSampler(box.bootstrap, s.app_id, s.topic("decision-requests"), s.partitions,
                              lambda: box.worker_pid, lambda: self.gen.outstanding,
                              lambda: self.current_phase)
             lag.start()
@@ -279,6 +279,8 @@ class Harness:
                     f"after restart {p.rate:,.0f} req/s", "a", draw, rate=p.rate,
                     seconds=p.serve_after_restart_s))
                 out["rss"]["after_restart_serving_mb"] = _mb(rss_bytes(box.worker_pid))
+                out["rss"]["after_restart_serving_second_half_mb"] = second_half_rss(
+                    self.lag.samples, "a")
             if p.restart_from_changelog:
                 out["restarts"].append(self._restart("data dir wiped, from changelog", "c",
                                                   wipe=True))
@@ -295,6 +297,22 @@ class Harness:
 
 def _mb(n: int | None) -> float | None:
     return None if n is None else round(n / 2**20, 1)
+
+
+def second_half_rss(samples: list[dict[str, Any]], phase: str) -> dict[str, float] | None:
+    """The worker's RSS over the second half of a phase, from the per-second samples: a single
+    reading at the end lands anywhere on the saw-tooth of caches filling and malloc trims.
+
+    >>> second_half_rss([{"phase": "a", "worker_rss_mb": m} for m in (100, 200, 210, 190)], "a")
+    {'mean': 200.0, 'min': 190, 'max': 210, 'samples': 2}
+    """
+    rss = [x["worker_rss_mb"] for x in samples
+           if x.get("phase") == phase and x.get("worker_rss_mb") is not None]
+    half = rss[len(rss) // 2:] if len(rss) > 1 else rss
+    if not half:
+        return None
+    return {"mean": round(sum(half) / len(half), 1), "min": min(half), "max": max(half),
+            "samples": len(half)}
 
 
 def _command_line() -> str:

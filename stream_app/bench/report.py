@@ -164,6 +164,9 @@ def markdown(report: dict[str, Any]) -> str:
               *([f"| worker RSS after serving again after the local restart | "
                  f"{_f(rs['after_restart_serving_mb'])} MB |"]
                 if rs.get("after_restart_serving_mb") is not None else []),
+              *([f"| worker RSS over the second half of serving after the restart: mean (min-max) | "
+                 f"{_f(h['mean'])} ({_f(h['min'])}-{_f(h['max'])}) MB |"]
+                if (h := rs.get("after_restart_serving_second_half_mb")) else []),
               f"| customers with state | {_f(st.get('customers_with_state'))} |",
               f"| data dir on disk (du) | {_f(st.get('disk_bytes'))} B |",
               f"| on disk per customer | {_f(st.get('disk_bytes_per_customer'))} B |",
