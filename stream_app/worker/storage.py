@@ -130,6 +130,24 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 
 class _BoundedOptions(faust_rocksdb.RocksDBOptions):
+    def open(self, path: Any, *, read_only: bool = False) -> Any:
+        """Open the store with these options for its column family as well.
+
+        Without ``column_families``, rocksdict opens an *existing* database with the column
+        family options it saved in the database's OPTIONS file, and a block cache cannot be
+        saved there: every store of a restarted worker then got a private 8 MB cache of
+        RocksDB's default instead of the shared one (20 stores: up to 160 MB outside the
+        budget, filled only when the data outgrows the cache, i.e. at 1 M customers, not 10k)."""
+        if not self.use_rocksdict:  # pragma: no cover - python-rocksdb is not a dependency
+            return super().open(path, read_only=read_only)
+        from rocksdict import AccessType, Rdict, ReadOptions
+
+        opts = self.as_options()
+        access = AccessType.read_write() if self.ttl is None else AccessType.with_ttl(self.ttl)
+        db = Rdict(str(path), options=opts, column_families={"default": opts}, access_type=access)
+        db.set_read_options(ReadOptions())
+        return db
+
     def as_options(self) -> Any:
         if not self.use_rocksdict:  # pragma: no cover - python-rocksdb is not a dependency
             return super().as_options()

@@ -48,6 +48,28 @@ def test_stores_share_one_cache_and_memtable_budget(tmp_path, budget) -> None:
             db.close()
 
 
+def test_a_reopened_store_still_uses_the_shared_cache(tmp_path, budget) -> None:
+    """A restarted worker opens existing stores: they must stay under the budget (rocksdict
+    used to reopen them with the options saved on disk, i.e. a private default cache each)."""
+    db = _open(tmp_path / "t.db")
+    value = os.urandom(400)
+    for n in range(20_000):  # ~8 MB: flushed to SST files
+        db[b"c%06d" % n] = value
+    db.close()
+    db = _open(tmp_path / "t.db")
+    try:
+        db.flush()
+        before = budget.usage()["cache_bytes"]
+        for n in range(0, 20_000, 3):  # reads of SST blocks go through the block cache
+            assert db[b"c%06d" % n] == value
+        assert budget.usage()["cache_bytes"] - before > 2 << 20
+        for n in range(3_000):  # and new writes are charged to the shared write-buffer manager
+            db[b"n%06d" % n] = value
+        assert budget.usage()["memtable_bytes"] > 0
+    finally:
+        db.close()
+
+
 def test_budget_is_set_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(storage, "_budget", storage.Budget())
     assert storage.configure(32).memory_mb == 32
