@@ -29,6 +29,8 @@ from stream_app.core.feedback import PendingCodecError, PendingDecision
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.population import PopulationState
 from stream_app.worker import checkpoints, memory, storage
+from stream_app.worker.output import Output
+from stream_app.worker.tables import Tables, faust_tables
 from stream_app.deadletter import dead_letter
 from stream_app.schemas import Contract, InvalidMessage
 from stream_app.settings import Settings
@@ -77,36 +79,33 @@ def build_app(settings: Settings) -> faust.App:
                          key_serializer="raw", value_serializer="raw")
 
     requests, outcomes, interactions = topic("decision-requests"), topic("outcomes"), topic("interactions")
-    decisions, deltas, dead = topic("decisions"), topic("delta-metrics"), topic("dead-letter")
-    scores_topic, config_topic = topic("customer-scores"), topic("engine-config")
 
-    arms_table = app.Table("arms", default=None, partitions=settings.partitions,
-                           key_type=bytes, value_type=bytes)
-    pending_table = app.Table("pending", default=None, partitions=settings.partitions,
-                              key_type=bytes, value_type=bytes)
-    seen_table = app.Table("seen", default=None, partitions=settings.partitions,
-                           key_type=bytes, value_type=bytes)
-    customers_table = app.Table("customers", default=None, partitions=settings.partitions,
-                                key_type=bytes, value_type=bytes)
-    models_table = app.Table("models", default=None, partitions=settings.partitions,
-                             key_type=bytes, value_type=bytes)
+    faust_table = {name: app.Table(name, default=None, partitions=settings.partitions,
+                                   key_type=bytes, value_type=bytes)
+                   for name in ("arms", "pending", "seen", "customers", "models")}
+    changelogs = faust_tables(faust_table)
+    # everything the worker writes goes through one librdkafka producer, and table writes are
+    # grouped per event-loop tick (``worker/tables.py``, ``worker/output.py``)
+    output = Output(settings.bootstrap_servers, linger_ms=1.0,
+                    tracked_topics=frozenset(topic for topic, _ in changelogs.values()))
+    tables = Tables(changelogs, output)
+    names = {n: settings.topic(n) for n in ("decisions", "delta-metrics", "dead-letter",
+                                            "customer-scores", "engine-config")}
+    decisions, deltas, dead = names["decisions"], names["delta-metrics"], names["dead-letter"]
+    scores_topic, config_topic = names["customer-scores"], names["engine-config"]
 
     feed = ConfigFeed(settings.bootstrap_servers, settings.topic("engine-config"),
                       settings.topic("dead-letter"), contract)
     state: dict[str, Any] = {"decider": None}
     feed.on_change.append(lambda cfg: state.__setitem__("decider", Decider(cfg, settings.seed)))
 
-    async def reject(reason: str, source_topic: str, partition: int, offset: int,
-                     timestamp: float | int | None, key: bytes | None, value: bytes | None) -> None:
-        ts = int(timestamp * 1000) if isinstance(timestamp, float) else timestamp
-        letter = dead_letter(reason, topic=source_topic, partition=partition, offset=offset,
-                             timestamp=ts, key=key, value=value, failed_at=_now_ms())
-        log.warning("dead_letter", reason=letter["reason"], topic=source_topic, offset=offset)
-        await dead.send(key=key, value=_dumps(letter))
-
-    async def reject_event(reason: str, event: faust.EventT) -> None:
+    def reject_event(reason: str, event: faust.EventT) -> None:
         m = event.message
-        await reject(reason, m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
+        ts = int(m.timestamp * 1000) if isinstance(m.timestamp, float) else m.timestamp
+        letter = dead_letter(reason, topic=m.topic, partition=m.partition, offset=m.offset,
+                             timestamp=ts, key=m.key, value=m.value, failed_at=_now_ms())
+        log.warning("dead_letter", reason=letter["reason"], topic=m.topic, offset=m.offset)
+        output.send(dead, m.key, _dumps(letter))
 
     async def config_loaded() -> None:
         while not feed.loaded.is_set():
@@ -122,6 +121,34 @@ def build_app(settings: Settings) -> faust.App:
     @app.on_before_shutdown.connect
     def stop_feed(app: faust.App, **kwargs: Any) -> None:
         feed.stop()
+
+    # Faust flushes its producer before it commits input offsets, before a rebalance revokes
+    # partitions and when it stops: ours (the tables' held writes, then every message produced)
+    # is flushed first, so no offset is committed before the state and the outputs of the
+    # messages it covers are acknowledged (at least once).
+    faust_producer = app.producer
+    faust_flush = faust_producer.flush
+
+    async def flush_before_commit() -> None:
+        tables.flush()
+        await output.flush()
+        await faust_flush()
+
+    faust_producer.flush = flush_before_commit  # type: ignore[method-assign]
+
+    flush_due = [False]
+
+    def flush_tick() -> None:
+        flush_due[0] = False
+        tables.flush()
+        output.poll()
+
+    def flush_soon() -> None:
+        """Write the tables once the event loop has run what is ready (one flush per tick: the
+        events processed meanwhile share it)."""
+        if not flush_due[0]:
+            flush_due[0] = True
+            asyncio.get_running_loop().call_soon(flush_tick)
 
     feed.start()
 
@@ -145,23 +172,25 @@ def build_app(settings: Settings) -> faust.App:
 
     async def guarded(handler: Any, event: faust.EventT) -> None:
         """An unexpected error costs one message (dead-lettered with the reason), never the agent."""
+        if not feed.loaded.is_set():
+            await config_loaded()
         try:
-            await handler(event)
+            handler(event)
         except Exception as exc:  # noqa: BLE001
             log.exception("processing_failed", topic=event.message.topic, offset=event.message.offset)
-            await reject_event(f"internal error: {type(exc).__name__}: {exc}", event)
+            reject_event(f"internal error: {type(exc).__name__}: {exc}", event)
+        flush_soon()
 
-    async def accept(name: str, event: faust.EventT) -> tuple[dict[str, Any], Decider] | None:
-        """Decode and validate; wait for the config at start-up; dead-letter what cannot be used."""
+    def accept(name: str, event: faust.EventT) -> tuple[dict[str, Any], Decider] | None:
+        """Decode and validate (the config has loaded); dead-letter what cannot be used."""
         try:
             message = decode(name, event)
         except InvalidMessage as exc:
-            await reject_event(str(exc), event)
+            reject_event(str(exc), event)
             return None
-        await config_loaded()
         decider: Decider | None = state["decider"]
         if decider is None:
-            await reject_event("no engine config in force: publish one to engine-config", event)
+            reject_event("no engine config in force: publish one to engine-config", event)
             return None
         return message, decider
 
@@ -172,7 +201,7 @@ def build_app(settings: Settings) -> faust.App:
         if clock is None:  # first event of this partition since start / rebalance
             clock = clocks[partition] = PartitionClock()
             unreadable = 0
-            for _, raw in pending_table.items():
+            for _, raw in tables.items("pending", partition):
                 try:
                     p, pending = unpack_pending(raw)
                 except (PendingCodecError, struct.error):
@@ -192,7 +221,7 @@ def build_app(settings: Settings) -> faust.App:
         population = populations.get(partition)
         if population is None:
             try:
-                population = checkpoints.load(models_table)
+                population = checkpoints.load(tables.partition("models", partition))
             except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint: learn afresh
                 log.warning("checkpoint_unreadable", partition=partition, error=str(exc))
                 population = None
@@ -212,7 +241,7 @@ def build_app(settings: Settings) -> faust.App:
             started = time.perf_counter()
             population.events = 0
             try:
-                checkpoints.store(models_table, population)
+                checkpoints.store(tables.partition("models", partition), population)
             except Exception as exc:  # noqa: BLE001 - the event itself was processed: keep it
                 # e.g. the changelog topic's metadata not known yet right after start-up; the
                 # next checkpoint (another checkpoint_every events) tries again
@@ -223,15 +252,15 @@ def build_app(settings: Settings) -> faust.App:
                      ms=round((time.perf_counter() - started) * 1000, 1))
         return population
 
-    def load_customer(customer_id: str) -> CustomerState:
+    def load_customer(partition: int, customer_id: str) -> CustomerState:
         try:
-            return CustomerState.decode(customers_table.get(customer_id.encode()))
+            return CustomerState.decode(tables.get("customers", partition, customer_id.encode()))
         except CustomerCodecError as exc:  # written by an incompatible version: start over
             log.warning("customer_unreadable", customer_id=customer_id, error=str(exc))
             return CustomerState.empty()
 
-    def store_customer(customer_id: str, customer: CustomerState) -> None:
-        customers_table[customer_id.encode()] = customer.encode()
+    def store_customer(partition: int, customer_id: str, customer: CustomerState) -> None:
+        tables.set("customers", partition, customer_id.encode(), customer.encode())
 
     # The partition's segment and population arms are read by every decision and settlement:
     # they are cached in memory (read once from the table per partition since start) and
@@ -242,154 +271,157 @@ def build_app(settings: Settings) -> faust.App:
         rows = pooled.setdefault(partition, {})
         arms = rows.get(key)
         if arms is None:
-            arms = rows[key] = Arms.decode(arms_table.get(key))
+            arms = rows[key] = Arms.decode(tables.get("arms", partition, key))
         return arms
 
     def load_evidence(partition: int, customer_id: str, segment: str) -> Evidence:
-        return Evidence(Arms.decode(arms_table.get(customer_id.encode())),
+        return Evidence(Arms.decode(tables.get("arms", partition, customer_id.encode())),
                         pooled_arms(partition, SEGMENT_KEY + segment.encode()),
                         pooled_arms(partition, POPULATION_KEY))
 
     def store_evidence(partition: int, customer_id: str, segment: str, evidence: Evidence) -> None:
-        arms_table[customer_id.encode()] = evidence.customer.encode()
+        tables.set("arms", partition, customer_id.encode(), evidence.customer.encode())
         rows = pooled.setdefault(partition, {})
         for key, arms in ((SEGMENT_KEY + segment.encode(), evidence.segment),
                           (POPULATION_KEY, evidence.population)):
             rows[key] = arms
-            arms_table[key] = arms.encode()
+            tables.set("arms", partition, key, arms.encode())
 
-    async def publish(clock: PartitionClock, records: tuple[dict, ...] | list[dict]) -> None:
+    def publish(clock: PartitionClock, records: tuple[dict, ...] | list[dict]) -> None:
         for record in records:
             if record.get("kind") == "outcome":
                 clock.rollups.add(record)
-                await deltas.send(key=record["customer_id"].encode(), value=_dumps(record))
+                output.send(deltas, record["customer_id"].encode(), _dumps(record))
             else:  # drift and other population-level records
-                await deltas.send(key=record["kind"].encode(), value=_dumps(record))
+                output.send(deltas, record["kind"].encode(), _dumps(record))
 
     def keep(partition: int, clock: PartitionClock, pending: PendingDecision) -> None:
         """Store a pending decision and set its timer (expiry while open, forgetting once settled)."""
-        pending_table[pending.decision_id.encode()] = pack_pending(partition, pending)
+        tables.set("pending", partition, pending.decision_id.encode(), pack_pending(partition, pending))
         clock.schedule(pending)
 
-    async def settle(partition: int, clock: PartitionClock, learned: Learned) -> None:
+    def settle(partition: int, clock: PartitionClock, learned: Learned) -> None:
         """Store what an outcome or an expired window taught, keep the decision, publish deltas."""
         store_evidence(partition, learned.pending.customer_id, learned.pending.segment,
                        learned.evidence)
-        store_customer(learned.pending.customer_id, learned.customer)
+        store_customer(partition, learned.pending.customer_id, learned.customer)
         keep(partition, clock, learned.pending)
-        await publish(clock, learned.records)
+        publish(clock, learned.records)
         learned_from(partition)
 
-    async def advance(partition: int, ts: int, decider: Decider) -> PartitionClock:
+    def advance(partition: int, ts: int, decider: Decider) -> PartitionClock:
         """Move the partition's event time: fire due attribution timers, close roll-up windows."""
         clock = clock_for(partition)
         for decision_id in clock.timers.advance(ts):
             key = decision_id.encode()
-            raw = pending_table.get(key)
+            raw = tables.get("pending", partition, key)
             if raw is None:
                 continue
             _, pending = unpack_pending(raw)
             if pending.is_settled:  # grace period over: late outcomes are no longer recognised
-                del pending_table[key]
+                tables.delete("pending", partition, key)
                 continue
-            await settle(partition, clock, decider.expire(
+            settle(partition, clock, decider.expire(
                 load_evidence(partition, pending.customer_id, pending.segment),
-                load_customer(pending.customer_id), pending, population_for(partition)))
+                load_customer(partition, pending.customer_id), pending, population_for(partition)))
         closed = clock.rollups.flush(clock.timers.watermark_ms)
         for rollup in closed:
-            await deltas.send(key=b"rollup", value=_dumps(rollup))
+            output.send(deltas, b"rollup", _dumps(rollup))
         if closed:  # a roll-up window closed: publish the partition's in-stream statistics
-            await publish_snapshots(partition, clock.timers.watermark_ms, decider)
+            publish_snapshots(partition, clock.timers.watermark_ms, decider)
         return clock
 
-    async def publish_snapshots(partition: int, ts: int, decider: Decider) -> None:
+    def publish_snapshots(partition: int, ts: int, decider: Decider) -> None:
         records, due = decider.snapshots(population_for(partition), ts, partition)
         for record in records:
-            await deltas.send(key=record["kind"].encode(), value=_dumps(record))
+            output.send(deltas, record["kind"].encode(), _dumps(record))
         for key in due:  # automatic promotion: a config change like any other, audited
             doc = decider.promoted_config(key)
             log.info("challenger_promoted", challenger=key, version=doc["version"])
-            await config_topic.send(key=b"engine", value=_dumps(doc))
+            output.send(config_topic, b"engine", _dumps(doc))
 
-    async def handle_answer(event: faust.EventT) -> None:
+    def handle_answer(event: faust.EventT) -> None:
         started = time.perf_counter()
-        accepted = await accept("decision-requests", event)
+        accepted = accept("decision-requests", event)
         if accepted is None:
             return
         request, decider = accepted
         partition = event.message.partition
-        clock = await advance(partition, request["ts"], decider)
-        if pending_table.get(decision_id_for(request["request_id"]).encode()) is not None:
+        clock = advance(partition, request["ts"], decider)
+        if tables.get("pending", partition,
+                      decision_id_for(request["request_id"]).encode()) is not None:
             log.info("request_duplicate", request_id=request["request_id"])
             return
         cid = request["customer_id"]
-        customer = load_customer(cid)
+        customer = load_customer(partition, cid)
         segment = segment_of(request, customer.profile.segment)
         decided = decider.decide(request, customer, load_evidence(partition, cid, segment),
                                  population_for(partition))
         if decided.pending is not None:
             keep(partition, clock, decided.pending)
-            store_customer(cid, decided.customer)
+            store_customer(partition, cid, decided.customer)
         decision = decided.decision
         decision["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
-        await decisions.send(key=request["customer_id"].encode(), value=_dumps(decision))
+        output.send(decisions, cid.encode(), _dumps(decision))
 
     @app.agent(requests)
     async def answer(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await guarded(handle_answer, event)
 
-    async def handle_learn(event: faust.EventT) -> None:
-        accepted = await accept("outcomes", event)
+    def handle_learn(event: faust.EventT) -> None:
+        accepted = accept("outcomes", event)
         if accepted is None:
             return
         outcome, decider = accepted
-        clock = await advance(event.message.partition, outcome["ts"], decider)
+        partition = event.message.partition
+        clock = advance(partition, outcome["ts"], decider)
         cid = outcome["customer_id"]
         seen_key = b"o:" + cid.encode()
-        seen = DedupWindow.decode(seen_table.get(seen_key))
+        seen = DedupWindow.decode(tables.get("seen", partition, seen_key))
         if seen.seen_before(outcome["outcome_id"]):
             log.info("outcome_duplicate", outcome_id=outcome["outcome_id"])
             return
-        raw = pending_table.get(outcome["decision_id"].encode())
+        raw = tables.get("pending", partition, outcome["decision_id"].encode())
         if raw is None:
-            await reject_event(f"unknown decision_id {outcome['decision_id']!r} "
-                               "(never made here, or forgotten after its grace period)", event)
+            reject_event(f"unknown decision_id {outcome['decision_id']!r} "
+                         "(never made here, or forgotten after its grace period)", event)
             return
-        partition, pending = unpack_pending(raw)
+        _, pending = unpack_pending(raw)
         if pending.customer_id != cid:
-            await reject_event("outcome customer_id differs from its decision's", event)
+            reject_event("outcome customer_id differs from its decision's", event)
             return
         seen.remember(outcome["outcome_id"])
-        seen_table[seen_key] = seen.encode()
-        await settle(partition, clock, decider.learn(
-            load_evidence(partition, cid, pending.segment), load_customer(cid), pending, outcome,
-            population_for(partition)))
+        tables.set("seen", partition, seen_key, seen.encode())
+        settle(partition, clock, decider.learn(
+            load_evidence(partition, cid, pending.segment), load_customer(partition, cid), pending,
+            outcome, population_for(partition)))
 
     @app.agent(outcomes)
     async def learn(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await guarded(handle_learn, event)
 
-    async def handle_observe(event: faust.EventT) -> None:
-        accepted = await accept("interactions", event)
+    def handle_observe(event: faust.EventT) -> None:
+        accepted = accept("interactions", event)
         if accepted is None:
             return
         interaction, decider = accepted
         partition = event.message.partition
-        await advance(partition, interaction["ts"], decider)
+        advance(partition, interaction["ts"], decider)
         cid = interaction["customer_id"]
         try:
-            observed = decider.observe(load_customer(cid), interaction, population_for(partition))
+            observed = decider.observe(load_customer(partition, cid), interaction,
+                                       population_for(partition))
         except ValueError as exc:  # an interaction the profile cannot take (e.g. a bad amount)
-            await reject_event(f"interaction rejected: {exc}", event)
+            reject_event(f"interaction rejected: {exc}", event)
             return
-        store_customer(cid, observed.customer)
+        store_customer(partition, cid, observed.customer)
         learned_from(partition)
         for record in observed.records:
-            await deltas.send(key=record["kind"].encode(), value=_dumps(record))
+            output.send(deltas, record["kind"].encode(), _dumps(record))
         if observed.scores is not None:
-            await scores_topic.send(key=cid.encode(), value=_dumps(observed.scores))
+            output.send(scores_topic, cid.encode(), _dumps(observed.scores))
 
     @app.agent(interactions)
     async def observe(stream: faust.StreamT) -> None:

@@ -1,0 +1,166 @@
+"""The worker's table state, read and written per partition, with writes grouped per batch.
+
+A Faust table write (``table[key] = value``) puts the key into the current event's RocksDB store
+and sends one changelog record through Faust's producer, both in Python, for every write; the
+partition is taken from the *current event*, so a write for another partition (a timer firing
+for a decision, a batch of events of several partitions) cannot even be expressed. Here:
+
+- reads and writes name their partition (the partition of the event whose key it is);
+- writes are held in memory until :meth:`Tables.flush`: reads see them, and a key written many
+  times in a batch (a partition's population arms are written by every settled decision) is
+  written once: one RocksDB write batch per store, one changelog record per key, produced with
+  the worker's librdkafka producer (``worker/output.py``);
+- the stores' persisted changelog offsets (where Faust's recovery resumes) are advanced to the
+  last *acknowledged* changelog record of each partition, in the same write batch.
+
+The stores, their files, the changelog topics and their format (raw key, raw value, tombstone
+for a delete) are Faust's own, so Faust's recovery, standby replicas and the bulk restore
+(``worker/restore.py``) work on them unchanged. The worker flushes once per event-loop tick and
+before every offset commit, so an input offset is never committed before the state it produced.
+
+>>> class Batch(dict):
+...     put = dict.__setitem__
+...     def delete(self, key): self[key] = None
+>>> class Store(dict):
+...     def write(self, batch): self.update(batch)
+>>> class Out:
+...     sent = []
+...     def send(self, topic, key, value, partition=None): self.sent.append((topic, key, value, partition))
+...     def take_acked(self): return {}
+>>> stores = {0: Store()}
+>>> t = Tables({"arms": ("arms-changelog", stores.__getitem__)}, Out(), batch=Batch)
+>>> t.set("arms", 0, b"k", b"v1"); t.set("arms", 0, b"k", b"v2")
+>>> t.get("arms", 0, b"k"), stores[0].get(b"k")
+(b'v2', None)
+>>> t.flush(), stores[0][b"k"], Out.sent
+(1, b'v2', [('arms-changelog', b'k', b'v2', 0)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+__all__ = ["PartitionTable", "Tables", "faust_tables"]
+
+OFFSET_KEY = b"__faust\x00offset__"  # = faust.stores.rocksdb.Store.offset_key (checked in tests)
+
+
+def _rocksdict_batch() -> Any:
+    from rocksdict import WriteBatch
+
+    return WriteBatch(raw_mode=True)
+
+
+class Tables:
+    """The worker's tables: ``tables`` maps a table name to (its changelog topic, a function
+    giving the partition's RocksDB store)."""
+
+    def __init__(self, tables: Mapping[str, tuple[str, Callable[[int], Any]]], output: Any,
+                 batch: Callable[[], Any] = _rocksdict_batch) -> None:
+        self._changelog = {name: topic for name, (topic, _) in tables.items()}
+        self._store_of = {name: store for name, (_, store) in tables.items()}
+        self._table_of_topic = {topic: name for name, topic in self._changelog.items()}
+        self._output = output
+        self._batch = batch
+        self._dirty: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
+        self.flushes = 0
+        self.keys_written = 0
+
+    def get(self, table: str, partition: int, key: bytes) -> bytes | None:
+        rows = self._dirty.get((table, partition))
+        if rows is not None and key in rows:
+            return rows[key]
+        return self._store_of[table](partition).get(key)
+
+    def set(self, table: str, partition: int, key: bytes, value: bytes) -> None:
+        rows = self._dirty.get((table, partition))
+        if rows is None:
+            rows = self._dirty[table, partition] = {}
+        rows[key] = value
+
+    def delete(self, table: str, partition: int, key: bytes) -> None:
+        self.set(table, partition, key, None)  # type: ignore[arg-type]
+
+    def items(self, table: str, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every row of the table's partition (the store's, then the batch's own writes)."""
+        rows = self._dirty.get((table, partition), {})
+        for key, value in self._store_of[table](partition).items():
+            if key == OFFSET_KEY or key in rows:
+                continue
+            yield key, value
+        for key, value in rows.items():
+            if value is not None:
+                yield key, value
+
+    def partition(self, table: str, partition: int) -> PartitionTable:
+        return PartitionTable(self, table, partition)
+
+    @property
+    def pending_writes(self) -> int:
+        return sum(len(rows) for rows in self._dirty.values())
+
+    def flush(self) -> int:
+        """Write the held writes to the stores and their changelogs; the number of keys."""
+        acked = self._output.take_acked()
+        dirty, self._dirty = self._dirty, {}
+        batches: dict[tuple[str, int], Any] = {}
+        send = self._output.send
+        written = 0
+        for (table, partition), rows in dirty.items():
+            batch = batches[table, partition] = self._batch()
+            topic = self._changelog[table]
+            for key, value in rows.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+                send(topic, key, value, partition)
+            written += len(rows)
+        for (topic, partition), offset in acked.items():
+            table = self._table_of_topic.get(topic)
+            if table is not None:
+                batch = batches.get((table, partition))
+                if batch is None:
+                    batch = batches[table, partition] = self._batch()
+                batch.put(OFFSET_KEY, str(offset).encode())
+        for (table, partition), batch in batches.items():
+            self._store_of[table](partition).write(batch)
+        if written:
+            self.flushes += 1
+            self.keys_written += written
+        return written
+
+
+class PartitionTable:
+    """One table partition as a mapping (``get``, ``[]=``, ``del``), e.g. for checkpoints."""
+
+    __slots__ = ("_tables", "_table", "_partition")
+
+    def __init__(self, tables: Tables, table: str, partition: int) -> None:
+        self._tables, self._table, self._partition = tables, table, partition
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        value = self._tables.get(self._table, self._partition, key)
+        return default if value is None else value
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._tables.set(self._table, self._partition, key, value)
+
+    def __delitem__(self, key: bytes) -> None:
+        self._tables.delete(self._table, self._partition, key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, bytes) and self.get(key) is not None
+
+
+def faust_tables(tables: Mapping[str, Any]) -> dict[str, tuple[str, Callable[[int], Any]]]:
+    """(changelog topic, partition -> RocksDB store) of each Faust table, by name."""
+    return {name: (t.changelog_topic.get_topic_name(), t.data._db_for_partition)
+            for name, t in tables.items()}
