@@ -364,6 +364,33 @@ def build_app(settings: Settings) -> faust.App:
         decision["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
         output.send(decisions, cid.encode(), _dumps(decision))
 
+    inputs = {requests.get_topic_name(), outcomes.get_topic_name(), interactions.get_topic_name()}
+
+    @app.on_partitions_assigned.connect
+    async def assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+        log.info("partitions_assigned",
+                 partitions=sorted({tp.partition for tp in assigned if tp.topic in inputs}))
+
+    @app.on_partitions_revoked.connect
+    async def hand_over(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        """Partitions leave this worker: checkpoint their population state (so the next owner
+        resumes from what was learned here, not from the last periodic checkpoint), write it out
+        and forget their in-memory state (a partition that comes back is read afresh)."""
+        parts = sorted({tp.partition for tp in revoked if tp.topic in inputs})
+        for partition in parts:
+            population = populations.pop(partition, None)
+            if population is not None:
+                try:
+                    checkpoints.store(tables.partition("models", partition), population)
+                except Exception as exc:  # noqa: BLE001 - the periodic checkpoint stands
+                    log.warning("checkpoint_failed", partition=partition, error=str(exc))
+            clocks.pop(partition, None)
+            pooled.pop(partition, None)
+        tables.flush()
+        await output.flush()
+        if parts:
+            log.info("partitions_revoked", partitions=parts)
+
     @app.agent(requests)
     async def answer(stream: faust.StreamT) -> None:
         async for event in stream.events():

@@ -1,0 +1,120 @@
+"""A second worker joins: partitions move with their state (through the changelogs the first
+worker wrote) and outcomes of decisions made by the first worker are joined by the second."""
+
+from __future__ import annotations
+
+import time
+import uuid
+import zlib
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Engine
+
+pytestmark = pytest.mark.integration
+
+
+def _events(engine: Engine, name: str) -> list[dict]:
+    """The worker's JSON log records of one event name."""
+    out = []
+    for line in (engine.workdir / "worker.log").read_text(errors="replace").splitlines():
+        if line.startswith("{") and f'"{name}"' in line:
+            record = orjson.loads(line)
+            if record.get("event") == name:
+                out.append(record)
+    return out
+
+
+def _held(engine: Engine) -> list[int]:
+    """The input partitions the worker was last assigned."""
+    assigned = _events(engine, "partitions_assigned")
+    return assigned[-1]["partitions"] if assigned else []
+
+
+def _partition_of(customer: str, partitions: int) -> int:
+    # the test producer's partitioner: librdkafka's default, consistent_random (CRC32 of the key)
+    return zlib.crc32(customer.encode()) % partitions
+
+
+def _wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _join(engine: Engine, outcomes: list[dict], timeout_s: float = 120) -> dict[str, dict]:
+    """Send outcomes; the delta records of those that were joined to their decision."""
+    engine.send_many("outcomes", outcomes)
+    ids = {o["decision_id"] for o in outcomes}
+    joined: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout_s
+    while not ids <= joined.keys() and time.monotonic() < deadline:
+        for _, value in engine.readers["delta-metrics"].poll(0.2):
+            m = orjson.loads(value)
+            if m.get("kind") == "outcome" and m.get("decision_id") in ids:
+                joined[m["decision_id"]] = m
+    return joined
+
+
+def _outcome(decision: dict) -> dict:
+    return {"outcome_id": f"o-{uuid.uuid4().hex}", "decision_id": decision["decision_id"],
+            "customer_id": decision["customer_id"], "ts": decision["ts"] + 1000,
+            "type": "clicked", "value": 1.0}
+
+
+def test_outcomes_are_joined_after_partitions_move_to_a_new_worker(engine, make_request,
+                                                                    tmp_path):
+    customers = [f"c-move-{i}" for i in range(24)]
+    requests = [make_request(c) for c in customers]
+    engine.send_many("decision-requests", requests)
+    wanted = {r["request_id"] for r in requests}
+    decisions = engine.collect("decisions", lambda ms: wanted <= {m["request_id"] for m in ms},
+                               timeout_s=90)
+    made = [m for m in decisions if m["request_id"] in wanted]
+    assert len({m["decision_id"] for m in made}) == len(customers)
+    # half of the outcomes before the second worker joins (every partition then has committed
+    # input offsets: see the note below), half after
+    by_partition: dict[int, list[dict]] = {0: [], 1: []}
+    for d in made:
+        by_partition[_partition_of(d["customer_id"], 2)].append(d)
+    assert by_partition[0] and by_partition[1]
+    before = [_outcome(d) for ds in by_partition.values() for d in ds[::2]]
+    after = [_outcome(d) for ds in by_partition.values() for d in ds[1::2]]
+    assert len(_join(engine, before)) == len(before)
+    time.sleep(2.0)  # > broker_commit_interval: the first worker commits those offsets
+
+    (tmp_path / "b").mkdir()
+    second = Engine(engine.settings.with_(data_dir=tmp_path / "b" / "state"), tmp_path / "b")
+    second.start()
+    try:
+        # the first worker handed partitions over (checkpointed, flushed); the second took them
+        _wait_for(lambda: _events(engine, "partitions_revoked"), 120, "the first worker to revoke")
+        _wait_for(lambda: _held(second), 120, "the second worker to be assigned partitions")
+        moved = set(_held(second))
+        assert moved and not moved & set(_held(engine))
+        # some of the decisions now belong to the second worker, which never made them
+        assert any(_partition_of(o["customer_id"], 2) in moved for o in after)
+        joined = _join(engine, after)
+        missing = [(o["customer_id"], _partition_of(o["customer_id"], 2)) for o in after
+                   if o["decision_id"] not in joined]
+        assert missing == [], f"not joined (customer, partition): {missing}; moved {moved}"
+        assert all(m["actual"] == 1.0 for m in joined.values())
+        # none was unknown to the worker that got it, and no further rebalance moved them back
+        assert _events(second, "dead_letter") == [] and _events(engine, "dead_letter") == []
+        assert set(_held(second)) == moved
+    finally:
+        second.close()
+
+
+# Found while writing this test, with the worker before and after worker/tables.py alike: when a
+# partition of an input topic for which the group has never committed an offset moves to a new
+# worker, messages produced to it while that worker recovers its tables were not all consumed
+# (three runs: one outcome of 24 lost, then every outcome of the moved partition, twice; the
+# second time with the code before worker/tables.py). Kafka's reset policy ("earliest") would
+# read them; Faust's seek after recovery apparently leaves the fetch position past them. Once
+# the group has committed offsets on every partition (any traffic, as in production) the
+# hand-over above is exact (three runs in a row).
