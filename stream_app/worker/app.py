@@ -89,10 +89,9 @@ def build_app(settings: Settings) -> faust.App:
     output = Output(settings.bootstrap_servers, linger_ms=1.0,
                     tracked_topics=frozenset(topic for topic, _ in changelogs.values()))
     tables = Tables(changelogs, output)
-    names = {n: settings.topic(n) for n in ("decisions", "delta-metrics", "dead-letter",
-                                            "customer-scores", "engine-config")}
-    decisions, deltas, dead = names["decisions"], names["delta-metrics"], names["dead-letter"]
-    scores_topic, config_topic = names["customer-scores"], names["engine-config"]
+    decisions, deltas = settings.topic("decisions"), settings.topic("delta-metrics")
+    dead, scores_topic = settings.topic("dead-letter"), settings.topic("customer-scores")
+    config_topic = settings.topic("engine-config")
 
     feed = ConfigFeed(settings.bootstrap_servers, settings.topic("engine-config"),
                       settings.topic("dead-letter"), contract)

@@ -87,11 +87,6 @@ class Output:
             await asyncio.sleep(0.001)
         self._raise_failed()
 
-    def close(self, timeout_s: float = 10.0) -> int:
-        """Flush synchronously (at shutdown); the number of messages still not delivered."""
-        left = self._producer.flush(timeout_s)
-        return int(left or 0)
-
     def take_acked(self) -> dict[tuple[str, int], int]:
         """The last acknowledged offset of each tracked (topic, partition) since the last call."""
         acked, self._acked = self._acked, {}

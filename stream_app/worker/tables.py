@@ -41,9 +41,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["PartitionTable", "Tables", "faust_tables"]
+from stream_app.worker.restore import OFFSET_KEY
 
-OFFSET_KEY = b"__faust\x00offset__"  # = faust.stores.rocksdb.Store.offset_key (checked in tests)
+__all__ = ["PartitionTable", "Tables", "faust_tables"]
 
 
 def _rocksdict_batch() -> Any:
@@ -64,8 +64,6 @@ class Tables:
         self._output = output
         self._batch = batch
         self._dirty: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
-        self.flushes = 0
-        self.keys_written = 0
 
     def get(self, table: str, partition: int, key: bytes) -> bytes | None:
         rows = self._dirty.get((table, partition))
@@ -96,10 +94,6 @@ class Tables:
     def partition(self, table: str, partition: int) -> PartitionTable:
         return PartitionTable(self, table, partition)
 
-    @property
-    def pending_writes(self) -> int:
-        return sum(len(rows) for rows in self._dirty.values())
-
     def flush(self) -> int:
         """Write the held writes to the stores and their changelogs; the number of keys."""
         acked = self._output.take_acked()
@@ -126,14 +120,11 @@ class Tables:
                 batch.put(OFFSET_KEY, str(offset).encode())
         for (table, partition), batch in batches.items():
             self._store_of[table](partition).write(batch)
-        if written:
-            self.flushes += 1
-            self.keys_written += written
         return written
 
 
 class PartitionTable:
-    """One table partition as a mapping (``get``, ``[]=``, ``del``), e.g. for checkpoints."""
+    """One table partition as the mapping checkpoints read and write (``get``, ``[]=``)."""
 
     __slots__ = ("_tables", "_table", "_partition")
 
@@ -144,20 +135,8 @@ class PartitionTable:
         value = self._tables.get(self._table, self._partition, key)
         return default if value is None else value
 
-    def __getitem__(self, key: bytes) -> bytes:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self._tables.set(self._table, self._partition, key, value)
-
-    def __delitem__(self, key: bytes) -> None:
-        self._tables.delete(self._table, self._partition, key)
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, bytes) and self.get(key) is not None
 
 
 def faust_tables(tables: Mapping[str, Any]) -> dict[str, tuple[str, Callable[[int], Any]]]:

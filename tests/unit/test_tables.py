@@ -10,7 +10,8 @@ from faust.stores import rocksdb as faust_rocksdb
 from rocksdict import Options, Rdict
 
 from stream_app.worker.output import DeliveryError, Output
-from stream_app.worker.tables import OFFSET_KEY, Tables
+from stream_app.worker.restore import OFFSET_KEY
+from stream_app.worker.tables import Tables
 
 
 class FakeMessage:
