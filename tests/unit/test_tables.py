@@ -175,6 +175,15 @@ def test_flush_waits_for_every_message_and_raises_on_a_refused_one() -> None:
         asyncio.run(out.flush())
 
 
+def test_a_refusal_served_by_poll_is_still_raised_by_the_flush_before_commit() -> None:
+    producer = FakeProducer(fail_topics=frozenset({"bad"}))
+    out = _output(producer, frozenset())
+    out.send("bad", b"c1", b"{}")
+    out.poll()  # the worker's per-tick poll serves the report
+    with pytest.raises(DeliveryError, match="refused"):
+        asyncio.run(out.flush())
+
+
 def test_a_full_producer_queue_is_drained_not_dropped() -> None:
     producer = FakeProducer()
     real_produce = producer.produce
