@@ -376,11 +376,13 @@ def build_app(settings: Settings) -> faust.App:
         resumes from what was learned here, not from the last periodic checkpoint), write it out
         and forget their in-memory state (a partition that comes back is read afresh)."""
         parts = sorted({tp.partition for tp in revoked if tp.topic in inputs})
+        handed: dict[str, str] = {}  # partition -> model version checkpointed
         for partition in parts:
             population = populations.pop(partition, None)
             if population is not None:
                 try:
                     checkpoints.store(tables.partition("models", partition), population)
+                    handed[str(partition)] = population.suite.version
                 except Exception as exc:  # noqa: BLE001 - the periodic checkpoint stands
                     log.warning("checkpoint_failed", partition=partition, error=str(exc))
             clocks.pop(partition, None)
@@ -388,7 +390,7 @@ def build_app(settings: Settings) -> faust.App:
         tables.flush()
         await output.flush()
         if parts:
-            log.info("partitions_revoked", partitions=parts)
+            log.info("partitions_revoked", partitions=parts, checkpointed=handed)
 
     @app.agent(requests)
     async def answer(stream: faust.StreamT) -> None:
