@@ -22,3 +22,6 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
+# compile the numba kernels of the decision path once here (cached next to their source), not
+# in the first worker or test that needs them
+.venv/bin/python -c "from stream_app.policies import beta_max; beta_max.warm_up()"

@@ -28,6 +28,7 @@ from stream_app.core.dedup import DedupWindow
 from stream_app.core.feedback import PendingCodecError, PendingDecision
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.population import PopulationState
+from stream_app.policies import beta_max
 from stream_app.worker import checkpoints, memory, storage
 from stream_app.worker.output import Output
 from stream_app.worker.tables import Tables, faust_tables
@@ -498,6 +499,7 @@ def run_worker(settings: Settings) -> None:
     except ImportError:
         log.info("uvloop_unavailable")
 
+    log.info("kernels_ready", seconds=round(beta_max.warm_up(), 3))  # not on the first request
     create_topics(settings)
     app = build_app(settings)
     create_changelog_topics(settings, app)

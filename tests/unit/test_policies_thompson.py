@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from stream_app.core.arms import Arms
@@ -162,3 +164,23 @@ def test_identical_arms_split_exactly():
 
     assert win_probabilities(np.full(20, 5.0), np.full(20, 5.0)) == pytest.approx(np.full(20, 0.05),
                                                                                 abs=1e-15)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.05, 5000.0), st.floats(0.05, 5000.0)), min_size=2,
+                max_size=30),
+       st.integers(0, 2**32 - 1))
+def test_win_probabilities_are_a_distribution_that_follows_the_arms(arms, seed):
+    """Whatever the posteriors (repeated, flat, sharp): non-negative, summing to one, equal for
+    equal arms, and permuting the arms permutes the probabilities."""
+    from stream_app.policies.beta_max import win_probabilities
+
+    rng = np.random.default_rng(seed)
+    arms = arms + [arms[i] for i in rng.integers(len(arms), size=len(arms) // 2)]  # repeats
+    alpha, beta = np.array(arms).T
+    p = win_probabilities(alpha, beta)
+    assert (p >= 0).all() and p.sum() == pytest.approx(1.0, abs=1e-12)
+    order = rng.permutation(len(arms))
+    assert win_probabilities(alpha[order], beta[order]) == pytest.approx(p[order], abs=1e-12)
+    for i, j in zip(*np.nonzero((alpha[:, None] == alpha) & (beta[:, None] == beta))):
+        assert p[i] == p[j]
