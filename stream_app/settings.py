@@ -31,6 +31,10 @@ class Settings:
     log_level: str = "info"
     seed: int = 0
     checkpoint_every: int = 2000  # events per partition between population-state checkpoints
+    # ... and at least this many seconds between two checkpoints of a partition: a checkpoint
+    # costs tens of ms of the event loop, so counted in events alone its cost would grow with
+    # the event rate (0: every checkpoint_every events)
+    checkpoint_min_interval_s: float = 30.0
     rocksdb_memory_mb: int = 32  # all RocksDB stores' cache + memtables (0: Faust's defaults)
     bulk_restore_min_records: int = 5_000  # gaps this long are restored in bulk (0: never)
     malloc_arenas: int = 2  # glibc malloc arenas of the worker (0: glibc's default, 8 per core)
@@ -57,6 +61,8 @@ class Settings:
             log_level=env.get("STREAM_APP_LOG_LEVEL", s.log_level),
             seed=int(env.get("STREAM_APP_SEED", s.seed)),
             checkpoint_every=int(env.get("STREAM_APP_CHECKPOINT_EVERY", s.checkpoint_every)),
+            checkpoint_min_interval_s=float(env.get("STREAM_APP_CHECKPOINT_MIN_INTERVAL_S",
+                                                    s.checkpoint_min_interval_s)),
             rocksdb_memory_mb=int(env.get("STREAM_APP_ROCKSDB_MEMORY_MB", s.rocksdb_memory_mb)),
             bulk_restore_min_records=int(env.get("STREAM_APP_BULK_RESTORE_MIN_RECORDS",
                                                  s.bulk_restore_min_records)),

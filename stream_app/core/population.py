@@ -7,9 +7,12 @@ different: River models (``ModelSuite``), the contextual policies' ridge regress
 watches change on almost every event and weigh from kilobytes to megabytes, so writing them per
 event would dominate the cost of an event. They live in memory, one ``PopulationState`` per
 partition, and the worker checkpoints them to a changelog-backed table every
-``checkpoint_every`` events of that partition. After a crash, at most that many events of
-population learning are lost (per-customer state is not); after a rebalance the new owner of the
-partition restores the last checkpoint from the changelog.
+``checkpoint_every`` events of that partition, but at most once every
+``checkpoint_min_interval_s`` (a checkpoint pickles and compresses everything, tens of ms of
+the event loop: counted in events alone, its cost would grow with the event rate). After a
+crash, the population learning since the last checkpoint is lost (at most that many events or
+that many seconds of it; per-customer state is not); when partitions are revoked they are
+checkpointed first, so the new owner restores what was learned up to the hand-over.
 
 Partition-local by design: keys are hashed, so each partition sees a random sample of customers
 and its estimates are unbiased; an experiment's or a challenger's figures are published per
@@ -57,7 +60,6 @@ class PopulationState:
         self.shadow: dict[str, ShadowEstimator] = {}  # "use case/challenger" -> estimator
         self.watches: dict[str, PromotionWatch] = {}  # same keys -> promotion watch
         self.promoted: dict[str, int] = {}  # same keys -> event time promotion became due
-        self.events = 0  # events since the last checkpoint
         self._stored: dict[str, dict[str, bytes]] = {}  # decoded lazily, once the config is known
 
     # -- the learners, created on first use, restored from a checkpoint when there is one -----

@@ -6,7 +6,8 @@ recovers them): ``customers`` (customer id -> profile + contact history, ``Custo
 arms), ``pending`` (decision id -> the decision an outcome will be joined to), ``seen``
 (customer -> the outcome ids already applied) and ``models`` (the partition's population state:
 River models, contextual arms, experiment statistics, shadow estimators; checkpointed every
-``checkpoint_every`` events of the partition, see ``core/population.py``). The input topics are
+``checkpoint_every`` events of the partition, at most once every ``checkpoint_min_interval_s``,
+see ``core/population.py``). The input topics are
 co-partitioned by customer id, so a customer's requests, interactions, outcomes and state meet
 on one worker.
 """
@@ -214,6 +215,7 @@ def build_app(settings: Settings) -> faust.App:
         return clock
 
     populations: dict[int, PopulationState] = {}
+    schedule = checkpoints.Schedule(settings.checkpoint_every, settings.checkpoint_min_interval_s)
 
     def population_for(partition: int) -> PopulationState:
         """The partition's population learners: restored from its checkpoint on the first event
@@ -231,15 +233,15 @@ def build_app(settings: Settings) -> faust.App:
                 log.info("checkpoint_restored", partition=partition,
                          model_version=population.suite.version)
             populations[partition] = population
+            schedule.loaded(partition)
         return population
 
     def learned_from(partition: int) -> PopulationState:
-        """Count one learning event; checkpoint the partition's population every N of them."""
+        """Count one learning event; checkpoint the partition's population every
+        ``checkpoint_every`` of them, but not more often than every ``checkpoint_min_interval_s``."""
         population = population_for(partition)
-        population.events += 1
-        if population.events >= settings.checkpoint_every:
+        if schedule.count(partition):
             started = time.perf_counter()
-            population.events = 0
             try:
                 checkpoints.store(tables.partition("models", partition), population)
             except Exception as exc:  # noqa: BLE001 - the event itself was processed: keep it
@@ -388,6 +390,7 @@ def build_app(settings: Settings) -> faust.App:
                     log.warning("checkpoint_failed", partition=partition, error=str(exc))
             clocks.pop(partition, None)
             pooled.pop(partition, None)
+            schedule.forget(partition)
         tables.flush()
         await output.flush()
         if parts:

@@ -18,12 +18,13 @@ True
 from __future__ import annotations
 
 import struct
+import time
 import zlib
-from typing import MutableMapping
+from typing import Callable, MutableMapping
 
 from stream_app.core.population import CHUNK_BYTES, PopulationState
 
-__all__ = ["load", "store"]
+__all__ = ["Schedule", "load", "store"]
 
 HEADER_KEY = b"\x00checkpoint"
 _HEADER = struct.Struct("<BBxxII")  # version, generation, pad, chunks, crc32
@@ -59,3 +60,45 @@ def store(table: MutableMapping[bytes, bytes], state: PopulationState,
         table[_chunk_key(generation, i)] = chunk
     table[HEADER_KEY] = _HEADER.pack(_VERSION, generation, len(chunks),
                                      zlib.crc32(b"".join(chunks)))
+
+
+class Schedule:
+    """When each partition's population state is checkpointed: after ``every`` learning events,
+    but not sooner than ``min_interval_s`` after the last checkpoint (or after the state was
+    restored). A checkpoint pickles and compresses all of it, tens of ms of the event loop: in
+    events alone its cost would grow with the event rate; in seconds alone a quiet partition
+    would be rewritten for nothing.
+
+    >>> now = [0.0]
+    >>> s = Schedule(every=2, min_interval_s=10.0, clock=lambda: now[0])
+    >>> s.loaded(0); [s.count(0) for _ in range(3)]
+    [False, False, False]
+    >>> now[0] = 10.0; s.count(0), s.count(0)
+    (True, False)
+    """
+
+    def __init__(self, every: int, min_interval_s: float = 0.0,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.every, self.min_interval_s, self._clock = every, min_interval_s, clock
+        self._events: dict[int, int] = {}
+        self._since: dict[int, float] = {}
+
+    def loaded(self, partition: int) -> None:
+        """The partition's state was restored (or started afresh) now."""
+        self._events[partition], self._since[partition] = 0, self._clock()
+
+    def count(self, partition: int) -> bool:
+        """One learning event; ``True`` when a checkpoint is due now (the count then restarts)."""
+        n = self._events.get(partition, 0) + 1
+        self._events[partition] = n
+        if n < self.every:
+            return False
+        now = self._clock()
+        if now - self._since.setdefault(partition, now) < self.min_interval_s:
+            return False
+        self._events[partition], self._since[partition] = 0, now
+        return True
+
+    def forget(self, partition: int) -> None:
+        self._events.pop(partition, None)
+        self._since.pop(partition, None)

@@ -75,7 +75,7 @@ def test_a_shadow_challenger_gets_off_policy_estimates_on_delta_metrics(engine, 
 
 def test_profiles_segments_scores_and_models_survive_a_restart(engine, make_request):
     engine.stop()
-    engine.settings = engine.settings.with_(checkpoint_every=50)
+    engine.settings = engine.settings.with_(checkpoint_every=50, checkpoint_min_interval_s=0.0)
     engine.start()
     customers = [f"c-p{i}" for i in range(140)]
     events = []
