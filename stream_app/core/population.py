@@ -11,8 +11,9 @@ partition, and the worker checkpoints them to a changelog-backed table every
 ``checkpoint_min_interval_s`` (a checkpoint pickles and compresses everything, tens of ms of
 the event loop: counted in events alone, its cost would grow with the event rate). After a
 crash, the population learning since the last checkpoint is lost (at most that many events or
-that many seconds of it; per-customer state is not); when partitions are revoked they are
-checkpointed first, so the new owner restores what was learned up to the hand-over.
+that many seconds of it; per-customer state is not); when partitions are revoked, and when the
+worker stops cleanly, they are checkpointed first, so the next owner (or the restarted worker)
+restores what was learned up to then.
 
 Partition-local by design: keys are hashed, so each partition sees a random sample of customers
 and its estimates are unbiased; an experiment's or a challenger's figures are published per

@@ -379,15 +379,9 @@ def build_app(settings: Settings) -> faust.App:
         resumes from what was learned here, not from the last periodic checkpoint), write it out
         and forget their in-memory state (a partition that comes back is read afresh)."""
         parts = sorted({tp.partition for tp in revoked if tp.topic in inputs})
-        handed: dict[str, str] = {}  # partition -> model version checkpointed
+        handed = checkpoint_now(parts)
         for partition in parts:
-            population = populations.pop(partition, None)
-            if population is not None:
-                try:
-                    checkpoints.store(tables.partition("models", partition), population)
-                    handed[str(partition)] = population.suite.version
-                except Exception as exc:  # noqa: BLE001 - the periodic checkpoint stands
-                    log.warning("checkpoint_failed", partition=partition, error=str(exc))
+            populations.pop(partition, None)
             clocks.pop(partition, None)
             pooled.pop(partition, None)
             schedule.forget(partition)
@@ -395,6 +389,40 @@ def build_app(settings: Settings) -> faust.App:
         await output.flush()
         if parts:
             log.info("partitions_revoked", partitions=parts, checkpointed=handed)
+
+    def checkpoint_now(parts: Any) -> dict[str, str]:
+        """Checkpoint the population state of the partitions this worker has in memory (decisions
+        change it too: experiment exposures); returns partition -> the model version stored."""
+        stored: dict[str, str] = {}
+        for partition in parts:
+            population = populations.get(partition)
+            if population is None:
+                continue
+            try:
+                checkpoints.store(tables.partition("models", partition), population)
+            except Exception as exc:  # noqa: BLE001 - the periodic checkpoint stands
+                log.warning("checkpoint_failed", partition=partition, error=str(exc))
+                continue
+            schedule.stored(partition)
+            stored[str(partition)] = population.suite.version
+        return stored
+
+    # At a clean stop Faust waits for the streams to be empty, then stops the tables (closing
+    # their stores) and only then sends ``on_before_shutdown``: the last checkpoint is written
+    # in between, so a restart does not forget what was learned since the periodic one.
+    table_manager = app.tables
+    stop_tables = table_manager.stop
+
+    async def checkpoint_then_stop_tables() -> None:
+        if populations:  # Faust stops the tables twice: the first time counts
+            stored = checkpoint_now(sorted(populations))
+            tables.flush()
+            await output.flush()
+            log.info("checkpointed_at_shutdown", checkpointed=stored)
+            populations.clear()
+        await stop_tables()
+
+    table_manager.stop = checkpoint_then_stop_tables  # type: ignore[method-assign]
 
     @app.agent(requests)
     async def answer(stream: faust.StreamT) -> None:

@@ -99,6 +99,10 @@ class Schedule:
         self._events[partition], self._since[partition] = 0, now
         return True
 
+    def stored(self, partition: int) -> None:
+        """The partition was checkpointed now, outside the schedule (hand-over, shutdown)."""
+        self.loaded(partition)
+
     def forget(self, partition: int) -> None:
         self._events.pop(partition, None)
         self._since.pop(partition, None)

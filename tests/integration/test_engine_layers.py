@@ -117,3 +117,34 @@ def test_profiles_segments_scores_and_models_survive_a_restart(engine, make_requ
 
 def _updates(model_version: str) -> int:
     return int(re.search(r"models:u(\d+):", model_version).group(1))
+
+
+def test_a_clean_stop_checkpoints_what_was_learned_since_the_last_checkpoint(engine,
+                                                                             make_request):
+    """With no periodic checkpoint due (2,000 events, 30 s), a stop and a start restore every
+    partition's models exactly as they were when the worker stopped."""
+    assert engine.settings.checkpoint_every >= 2000
+    decided = [engine.decide(make_request(f"c-stop-{i}")) for i in range(16)]
+    outcomes = [{"outcome_id": f"o-{uuid.uuid4().hex}", "decision_id": d["decision_id"],
+                 "customer_id": d["customer_id"], "ts": d["ts"] + 1000, "type": "clicked",
+                 "value": 1.0} for d in decided]
+    engine.send_many("outcomes", outcomes)
+    ids = {o["decision_id"] for o in outcomes}
+    engine.collect("delta-metrics", lambda ms: ids <= {m.get("decision_id") for m in ms
+                                                         if m.get("kind") == "outcome"})
+    log = engine.workdir / "worker.log"
+    start = len(log.read_text(errors="replace").splitlines())
+    engine.stop()
+    engine.start()
+    for d in decided:  # serving again, every partition restored by its first event
+        engine.decide(make_request(d["customer_id"]))
+
+    def logged(name: str) -> list[dict]:
+        lines = log.read_text(errors="replace").splitlines()[start:]
+        return [r for r in (orjson.loads(x) for x in lines if x.startswith("{") and name in x)
+                if r.get("event") == name]
+
+    stored = logged("checkpointed_at_shutdown")[-1]["checkpointed"]
+    assert stored and all(_updates(v) > 0 for v in stored.values())  # they had learned
+    restored = {str(r["partition"]): r["model_version"] for r in logged("checkpoint_restored")}
+    assert {p: restored.get(p) for p in stored} == stored
