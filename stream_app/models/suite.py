@@ -128,9 +128,14 @@ class ModelSuite:
     # -- serving ---------------------------------------------------------------------------
     @property
     def version(self) -> str:
-        """``models:u<updates>:r<resets>`` summed over every model; changes with every update."""
-        sel = self._selectors()
-        return f"models:u{sum(s.n_updates for s in sel)}:r{sum(s.n_resets for s in sel)}"
+        """``models:u<updates>:r<resets>`` summed over every model; changes with every update
+        (every decision carries it: kept until the next learning call rather than summed anew)."""
+        version = self.__dict__.get("_version")
+        if version is None:
+            sel = self._selectors()
+            version = self._version = \
+                f"models:u{sum(s.n_updates for s in sel)}:r{sum(s.n_resets for s in sel)}"
+        return version
 
     def versions(self) -> dict[str, str]:
         """Version of each model (``ModelSelector.version``), by model name."""
@@ -214,6 +219,7 @@ class ModelSuite:
         ``event``, apply the event, learn and assign the segment."""
         cfg = self.profile_config
         nxt = apply_interaction(profile, event, cfg)  # validates the event first
+        self._version = None
         ts = int(event["ts"])
         events, nxt = self._learn_churn(profile, nxt, ts, ts)
         if event.get("type") == "transaction" and isinstance(event.get("amount"), (int, float)):
@@ -232,6 +238,7 @@ class ModelSuite:
     ) -> tuple[Profile, list[dict[str, Any]]]:
         """Learn churn checkpoints that passed a full horizon without interaction. Call it from a
         periodic sweep (e.g. every ``churn_period_s``) for customers with no recent interaction."""
+        self._version = None
         events, nxt = self._learn_churn(profile, profile, None, now_ms)
         return nxt, events
 
@@ -265,6 +272,7 @@ class ModelSuite:
         (``outcome_negative_stride``)."""
         cfg, at = self.profile_config, ts if decided_ms is None else decided_ms
         key, y = offer_key(offer_id), reward > 0
+        self._version = None
         model = self.propensity_models.get(offer_id)
         if model is None:
             model = self.propensity_models[offer_id] = self._classifier(
@@ -284,6 +292,7 @@ class ModelSuite:
     def prune(self, live_offer_ids: Sequence[str]) -> None:
         """Forget propensity models of offers no longer in the catalogue (bounds memory)."""
         live = set(live_offer_ids)
+        self._version = None
         self.propensity_models = {k: v for k, v in self.propensity_models.items() if k in live}
 
     # -- checkpoints -----------------------------------------------------------------------
