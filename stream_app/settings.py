@@ -35,6 +35,10 @@ class Settings:
     # costs tens of ms of the event loop, so counted in events alone its cost would grow with
     # the event rate (0: every checkpoint_every events)
     checkpoint_min_interval_s: float = 30.0
+    # the worker's producer lingers: decisions (a channel waits for them), everything else
+    # (changelogs, delta metrics, scores, dead letters: batched into few produce requests)
+    decision_linger_ms: float = 1.0
+    output_linger_ms: float = 20.0
     rocksdb_memory_mb: int = 32  # all RocksDB stores' cache + memtables (0: Faust's defaults)
     bulk_restore_min_records: int = 5_000  # gaps this long are restored in bulk (0: never)
     malloc_arenas: int = 2  # glibc malloc arenas of the worker (0: glibc's default, 8 per core)
@@ -63,6 +67,9 @@ class Settings:
             checkpoint_every=int(env.get("STREAM_APP_CHECKPOINT_EVERY", s.checkpoint_every)),
             checkpoint_min_interval_s=float(env.get("STREAM_APP_CHECKPOINT_MIN_INTERVAL_S",
                                                     s.checkpoint_min_interval_s)),
+            decision_linger_ms=float(env.get("STREAM_APP_DECISION_LINGER_MS",
+                                             s.decision_linger_ms)),
+            output_linger_ms=float(env.get("STREAM_APP_OUTPUT_LINGER_MS", s.output_linger_ms)),
             rocksdb_memory_mb=int(env.get("STREAM_APP_ROCKSDB_MEMORY_MB", s.rocksdb_memory_mb)),
             bulk_restore_min_records=int(env.get("STREAM_APP_BULK_RESTORE_MIN_RECORDS",
                                                  s.bulk_restore_min_records)),

@@ -88,10 +88,11 @@ def build_app(settings: Settings) -> faust.App:
     changelogs = faust_tables(faust_table)
     # everything the worker writes goes through one librdkafka producer, and table writes are
     # grouped per event-loop tick (``worker/tables.py``, ``worker/output.py``)
-    output = Output(settings.bootstrap_servers, linger_ms=1.0,
+    decisions, deltas = settings.topic("decisions"), settings.topic("delta-metrics")
+    output = Output(settings.bootstrap_servers, linger_ms=settings.decision_linger_ms,
+                    bulk_linger_ms=settings.output_linger_ms, urgent_topics=frozenset({decisions}),
                     tracked_topics=frozenset(topic for topic, _ in changelogs.values()))
     tables = Tables(changelogs, output)
-    decisions, deltas = settings.topic("decisions"), settings.topic("delta-metrics")
     dead, scores_topic = settings.topic("dead-letter"), settings.topic("customer-scores")
     config_topic = settings.topic("engine-config")
 

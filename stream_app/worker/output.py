@@ -12,6 +12,14 @@ before Faust commits the input offsets (``worker/app.py`` hooks it into the comm
 offset is never committed ahead of the outputs of the messages before it. A refused message
 crashes the worker (the inputs are then processed again after restart) rather than being lost.
 
+**Two lanes.** Decisions are what a channel waits for: they go through a producer that lingers
+``linger_ms`` (1 ms). Everything else (changelog records, delta metrics, scores, dead letters:
+~9 of the ~10 messages a request causes) goes through a second producer that lingers
+``bulk_linger_ms`` (20 ms), so it reaches the broker in few, large produce requests: with one
+1 ms lane for all, the broker spent a core on small produce requests and the worker, sharing
+two cores with it, decided ~30 % fewer requests per second (measured, ``performance.md``
+part 5). Per topic, one lane: order within a partition is kept.
+
 Keys are partitioned with murmur2, the partitioner of the Java client and of aiokafka, so the
 output topics keep the partitioning they had when Faust produced them. Changelog records name
 their partition explicitly (the table partition is the source partition), and the offset of the
@@ -32,33 +40,43 @@ class DeliveryError(RuntimeError):
 
 
 class Output:
-    def __init__(self, bootstrap: str, *, linger_ms: float = 1.0,
-                 tracked_topics: frozenset[str] = frozenset(), producer: Any = None) -> None:
+    def __init__(self, bootstrap: str, *, linger_ms: float = 1.0, bulk_linger_ms: float = 20.0,
+                 urgent_topics: frozenset[str] = frozenset(),
+                 tracked_topics: frozenset[str] = frozenset(), producer: Any = None,
+                 bulk_producer: Any = None) -> None:
         if producer is None:
-            from confluent_kafka import Producer
-
-            producer = Producer({
-                "bootstrap.servers": bootstrap,
-                "linger.ms": linger_ms,
-                "acks": "all",
-                "enable.idempotence": True,  # per partition in order, no duplicates from retries
-                "partitioner": "murmur2_random",
-                "queue.buffering.max.messages": 1_000_000,
-                "queue.buffering.max.kbytes": 256 * 1024,
-                "batch.num.messages": 10_000,
-                "on_delivery": self._delivered,
-            })
-        self._producer = producer
+            producer = self._producer_for(bootstrap, linger_ms)
+            bulk_producer = self._producer_for(bootstrap, bulk_linger_ms)
+        self._urgent_producer = producer
+        self._bulk_producer = producer if bulk_producer is None else bulk_producer
+        self._producers = tuple({id(p): p for p in (producer, self._bulk_producer)}.values())
+        self._urgent = urgent_topics  # topics of the low-latency lane (decisions)
         self._tracked = tracked_topics  # changelog topics: remember their acknowledged offsets
         self._acked: dict[tuple[str, int], int] = {}
         self._failed: list[str] = []
         self.sent = 0
 
+    def _producer_for(self, bootstrap: str, linger_ms: float) -> Any:
+        from confluent_kafka import Producer
+
+        return Producer({
+            "bootstrap.servers": bootstrap,
+            "linger.ms": linger_ms,
+            "acks": "all",
+            "enable.idempotence": True,  # per partition in order, no duplicates from retries
+            "partitioner": "murmur2_random",
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 256 * 1024,
+            "batch.num.messages": 10_000,
+            "on_delivery": self._delivered,
+        })
+
     def send(self, topic: str, key: bytes | None, value: bytes | None,
              partition: int | None = None) -> None:
         """Queue one message (never blocks the event loop for long: a full queue is drained by
         serving delivery reports until there is room)."""
-        produce = self._producer.produce
+        producer = self._urgent_producer if topic in self._urgent else self._bulk_producer
+        produce = producer.produce
         while True:
             try:
                 if partition is None:
@@ -67,24 +85,29 @@ class Output:
                     produce(topic, value, key, partition)
                 break
             except BufferError:  # librdkafka's queue is full: let it send
-                self._producer.poll(0.05)
+                producer.poll(0.05)
         self.sent += 1
 
     def poll(self) -> None:
         """Serve the delivery reports that arrived (cheap; the worker calls it once a tick). A
         refusal is kept for :meth:`flush` to raise: the worker polls from an event-loop callback,
         where an exception would only be logged, and the next commit would then go ahead."""
-        self._producer.poll(0)
+        for producer in self._producers:
+            producer.poll(0)
 
     async def flush(self, timeout_s: float = 60.0) -> None:
         """Wait (without blocking the event loop) until everything produced is acknowledged."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        producer = self._producer
-        while producer.poll(0) or len(producer):
+        while True:
+            waiting = 0
+            for producer in self._producers:
+                waiting += producer.poll(0) + len(producer)
+            if not waiting:
+                break
             self._raise_failed()
             if loop.time() > deadline:
-                raise DeliveryError(f"{len(producer)} messages not acknowledged after {timeout_s} s")
+                raise DeliveryError(f"{waiting} messages not acknowledged after {timeout_s} s")
             await asyncio.sleep(0.001)
         self._raise_failed()
 

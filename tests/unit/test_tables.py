@@ -199,3 +199,21 @@ def test_a_full_producer_queue_is_drained_not_dropped() -> None:
     out = _output(producer, frozenset())
     out.send("decisions", b"c1", b"v")
     assert producer.messages == [("decisions", b"c1", b"v", None)]
+
+
+def test_decisions_take_the_low_latency_lane_and_the_flush_waits_for_both_lanes() -> None:
+    urgent, bulk = FakeProducer(), FakeProducer(fail_topics=frozenset({"bad"}))
+    out = Output("unused", urgent_topics=frozenset({"decisions"}),
+                 tracked_topics=frozenset({"arms-changelog"}), producer=urgent,
+                 bulk_producer=bulk)
+    urgent.on_delivery = bulk.on_delivery = out._delivered
+    out.send("decisions", b"c1", b"{}")
+    out.send("arms-changelog", b"c1", b"v", 0)
+    out.send("delta-metrics", b"c1", b"{}")
+    assert [m[0] for m in urgent.messages] == ["decisions"]
+    assert [m[0] for m in bulk.messages] == ["arms-changelog", "delta-metrics"]
+    asyncio.run(out.flush())
+    assert len(urgent) == len(bulk) == 0 and out.take_acked() == {("arms-changelog", 0): 0}
+    out.send("bad", b"c1", b"{}")  # a refusal on the bulk lane fails the flush too
+    with pytest.raises(DeliveryError, match="refused"):
+        asyncio.run(out.flush())
