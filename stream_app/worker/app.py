@@ -369,6 +369,29 @@ def build_app(settings: Settings) -> faust.App:
 
     inputs = {requests.get_topic_name(), outcomes.get_topic_name(), interactions.get_topic_name()}
 
+    # After a rebalance Faust seeks the input partitions back to the group's committed offsets:
+    # what was fetched for a partition while its tables recovered was dropped, not processed.
+    # aiokafka's seek_to_committed leaves a partition the group never committed (or committed
+    # at 0) where its fetch position is, past those dropped records, which were then never
+    # processed (found by test_rebalance: outcomes sent while the new owner recovered were
+    # lost). Such a partition is read from its start, as auto.offset.reset=earliest says;
+    # whatever the previous owner had processed of it is recognised again (decision ids,
+    # outcome ids).
+    consumer = app.consumer
+    seek_to_committed = consumer.perform_seek
+
+    async def seek_to_committed_or_start() -> None:
+        await seek_to_committed()
+        never = sorted((tp for tp in consumer.assignment()
+                        if tp.topic in inputs and consumer._committed_offset.get(tp) is None),
+                       key=lambda tp: (tp.topic, tp.partition))
+        for tp in never:
+            await consumer.seek(tp, 0)
+        if never:
+            log.info("seek_to_start", partitions=[f"{tp.topic}[{tp.partition}]" for tp in never])
+
+    consumer.perform_seek = seek_to_committed_or_start  # type: ignore[method-assign]
+
     @app.on_partitions_assigned.connect
     async def assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         log.info("partitions_assigned",
