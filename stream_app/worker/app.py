@@ -86,8 +86,8 @@ def build_app(settings: Settings) -> faust.App:
                                    key_type=bytes, value_type=bytes)
                    for name in ("arms", "pending", "seen", "customers", "models")}
     changelogs = faust_tables(faust_table)
-    # everything the worker writes goes through one librdkafka producer, and table writes are
-    # grouped per event-loop tick (``worker/tables.py``, ``worker/output.py``)
+    # everything the worker writes goes through librdkafka (two lanes: decisions, the rest), and
+    # table writes are grouped per event-loop tick (``worker/tables.py``, ``worker/output.py``)
     decisions, deltas = settings.topic("decisions"), settings.topic("delta-metrics")
     output = Output(settings.bootstrap_servers, linger_ms=settings.decision_linger_ms,
                     bulk_linger_ms=settings.output_linger_ms, urgent_topics=frozenset({decisions}),
@@ -438,13 +438,15 @@ def build_app(settings: Settings) -> faust.App:
     stop_tables = table_manager.stop
 
     async def checkpoint_then_stop_tables() -> None:
-        if populations:  # Faust stops the tables twice: the first time counts
-            stored = checkpoint_now(sorted(populations))
-            tables.flush()
-            await output.flush()
-            log.info("checkpointed_at_shutdown", checkpointed=stored)
-            populations.clear()
-        await stop_tables()
+        try:
+            if populations:  # Faust stops the tables twice: the first time counts
+                stored = checkpoint_now(sorted(populations))
+                populations.clear()
+                tables.flush()
+                await output.flush()
+                log.info("checkpointed_at_shutdown", checkpointed=stored)
+        finally:  # the stores are closed whatever happened to the checkpoint
+            await stop_tables()
 
     table_manager.stop = checkpoint_then_stop_tables  # type: ignore[method-assign]
 
