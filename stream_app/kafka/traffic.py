@@ -17,11 +17,6 @@ from stream_app.simulator import Population, Simulation
 
 
 LOCKSTEP_MS = 60_000  # how far event time may run ahead of an unanswered request
-# ... for at most this long in wall time (an engine that does not answer must not hang the
-# simulation): long enough for a worker that is still starting (the demo starts traffic with
-# it; ~10 s on a slow machine), whose first decisions' outcomes would otherwise arrive after
-# their attribution window and grace period, as dead letters
-LOCKSTEP_WAIT_S = 30.0
 
 
 @dataclass
@@ -87,7 +82,7 @@ def run_traffic(settings: Settings, customers: int, seconds: float, rate: float,
         # keep event time honest: outcomes of earlier decisions go out before time moves on past
         # them, otherwise the engine would rightly count those decisions as ignored
         oldest = min((r["ts"] for r in requests.values()), default=None)
-        wait_until = time.monotonic() + LOCKSTEP_WAIT_S
+        wait_until = time.monotonic() + 10
         while oldest is not None and msg["ts"] - oldest > LOCKSTEP_MS and time.monotonic() < wait_until:
             prod.poll(0)
             drain(0.05)
