@@ -243,17 +243,31 @@ def build_app(settings: Settings) -> faust.App:
         population = population_for(partition)
         if schedule.count(partition):
             started = time.perf_counter()
+            stored = checkpoint_now([partition])
+            if stored:
+                log.info("checkpoint_stored", partition=partition,
+                         model_version=stored[str(partition)],
+                         ms=round((time.perf_counter() - started) * 1000, 1))
+        return population
+
+    def checkpoint_now(parts: Any) -> dict[str, str]:
+        """Checkpoint the population state of the partitions this worker has in memory (decisions
+        change it too: experiment exposures); returns partition -> the model version stored."""
+        stored: dict[str, str] = {}
+        for partition in parts:
+            population = populations.get(partition)
+            if population is None:
+                continue
             try:
                 checkpoints.store(tables.partition("models", partition), population)
             except Exception as exc:  # noqa: BLE001 - the event itself was processed: keep it
                 # e.g. the changelog topic's metadata not known yet right after start-up; the
-                # next checkpoint (another checkpoint_every events) tries again
+                # last checkpoint stands, the next one (schedule, hand-over, stop) tries again
                 log.warning("checkpoint_failed", partition=partition, error=str(exc))
-                return population
-            log.info("checkpoint_stored", partition=partition,
-                     model_version=population.suite.version,
-                     ms=round((time.perf_counter() - started) * 1000, 1))
-        return population
+                continue
+            schedule.stored(partition)
+            stored[str(partition)] = population.suite.version
+        return stored
 
     def load_customer(partition: int, customer_id: str) -> CustomerState:
         try:
@@ -382,9 +396,8 @@ def build_app(settings: Settings) -> faust.App:
 
     async def seek_to_committed_or_start() -> None:
         await seek_to_committed()
-        never = sorted((tp for tp in consumer.assignment()
-                        if tp.topic in inputs and consumer._committed_offset.get(tp) is None),
-                       key=lambda tp: (tp.topic, tp.partition))
+        never = sorted(tp for tp in consumer.assignment()  # TP: a (topic, partition) tuple
+                       if tp.topic in inputs and consumer._committed_offset.get(tp) is None)
         for tp in never:
             await consumer.seek(tp, 0)
         if never:
@@ -413,23 +426,6 @@ def build_app(settings: Settings) -> faust.App:
         await output.flush()
         if parts:
             log.info("partitions_revoked", partitions=parts, checkpointed=handed)
-
-    def checkpoint_now(parts: Any) -> dict[str, str]:
-        """Checkpoint the population state of the partitions this worker has in memory (decisions
-        change it too: experiment exposures); returns partition -> the model version stored."""
-        stored: dict[str, str] = {}
-        for partition in parts:
-            population = populations.get(partition)
-            if population is None:
-                continue
-            try:
-                checkpoints.store(tables.partition("models", partition), population)
-            except Exception as exc:  # noqa: BLE001 - the periodic checkpoint stands
-                log.warning("checkpoint_failed", partition=partition, error=str(exc))
-                continue
-            schedule.stored(partition)
-            stored[str(partition)] = population.suite.version
-        return stored
 
     # At a clean stop Faust waits for the streams to be empty, then stops the tables (closing
     # their stores) and only then sends ``on_before_shutdown``: the last checkpoint is written

@@ -49,7 +49,7 @@ class Output:
             bulk_producer = self._producer_for(bootstrap, bulk_linger_ms)
         self._urgent_producer = producer
         self._bulk_producer = producer if bulk_producer is None else bulk_producer
-        self._producers = tuple({id(p): p for p in (producer, self._bulk_producer)}.values())
+        self._producers = (producer,) if bulk_producer is None else (producer, bulk_producer)
         self._urgent = urgent_topics  # topics of the low-latency lane (decisions)
         self._tracked = tracked_topics  # changelog topics: remember their acknowledged offsets
         self._acked: dict[tuple[str, int], int] = {}
