@@ -116,6 +116,7 @@ class Observed:
     customer: CustomerState
     records: tuple[dict[str, Any], ...]  # `delta-metrics` drift records
     scores: dict[str, Any] | None  # a `customer-scores` record when one is due
+    duplicate: bool = False  # the interaction was applied already: nothing changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,7 +447,12 @@ class Decider:
                 population: PopulationState) -> Observed:
         """An interaction: update the profile and the models (O(1) in the number of customers),
         count guardrail events (an interaction type named by an experiment guardrail, e.g.
-        ``opt_out`` or ``complaint``) and say whether the customer's scores are due."""
+        ``opt_out`` or ``complaint``) and say whether the customer's scores are due. An
+        interaction whose ``event_id`` is among the customer's last ones (a redelivery, a
+        producer retry) changes nothing: ``duplicate``."""
+        event_id = interaction.get("event_id")
+        if event_id is not None and customer.recent_events.seen_before(event_id):
+            return Observed(customer, (), None, duplicate=True)
         suite = population.suite
         profile, drift = suite.observe_interaction(customer.profile, interaction)
         kind, ts, cid = interaction["type"], int(interaction["ts"]), interaction["customer_id"]
@@ -462,7 +468,9 @@ class Decider:
             if should_emit(profile, candidate, ts, min_interval_s=SCORES_MIN_INTERVAL_S):
                 scores = {"schema_version": 1, **candidate}
                 profile = mark_emitted(profile, candidate, ts)
-        return Observed(CustomerState(profile, customer.history, flags), tuple(drift), scores)
+        recent = customer.recent_events if event_id is None else customer.remembered(event_id)
+        return Observed(CustomerState(profile, customer.history, flags, recent), tuple(drift),
+                        scores)
 
     # -- in-stream statistics ---------------------------------------------------------------
     def snapshots(self, population: PopulationState, ts: int, partition: int

@@ -82,6 +82,12 @@ class DedupWindow:
         """True when ``message_id`` is among the last ``capacity`` ids remembered."""
         return bool((self._ring[: self._size] == np.uint64(id_hash(message_id))).any())
 
+    def copy(self) -> DedupWindow:
+        window = DedupWindow.__new__(DedupWindow)
+        window.capacity, window._ring = self.capacity, self._ring.copy()
+        window._size, window._next = self._size, self._next
+        return window
+
     def remember(self, message_id: str) -> None:
         """Record ``message_id`` as the newest id, evicting the oldest once the window is full."""
         self._ring[self._next] = id_hash(message_id)

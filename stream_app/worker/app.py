@@ -390,7 +390,7 @@ def build_app(settings: Settings) -> faust.App:
     # processed (found by test_rebalance: outcomes sent while the new owner recovered were
     # lost). Such a partition is read from its start, as auto.offset.reset=earliest says;
     # whatever the previous owner had processed of it is recognised again (decision ids,
-    # outcome ids).
+    # outcome ids, interaction event ids: ``core/customer.py``).
     consumer = app.consumer
     seek_to_committed = consumer.perform_seek
 
@@ -497,6 +497,9 @@ def build_app(settings: Settings) -> faust.App:
                                        population_for(partition))
         except ValueError as exc:  # an interaction the profile cannot take (e.g. a bad amount)
             reject_event(f"interaction rejected: {exc}", event)
+            return
+        if observed.duplicate:
+            log.info("interaction_duplicate", event_id=interaction["event_id"])
             return
         store_customer(partition, cid, observed.customer)
         learned_from(partition)

@@ -3,6 +3,7 @@ duplicated outcomes counted once, delta metrics and roll-ups."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -64,6 +65,30 @@ def test_a_duplicated_outcome_is_counted_once(engine, make_request):
         m.get("decision_id") == marker["decision_id"] for m in ms))
     assert [m["decision_id"] for m in got if m.get("kind") == "outcome"] == [
         d["decision_id"], marker["decision_id"]]
+
+
+def test_a_redelivered_interaction_is_applied_once(engine, make_request, two_offers):
+    # the offer a customer gets says how many interactions its profile counted
+    counted = {"fatigue": {"same_offer_s": 0}, "offer_eligibility": {
+        "cashback": [{"field": "profile.n_events", "op": "==", "value": 2}],
+        "travel": [{"field": "profile.n_events", "op": ">=", "value": 3}]}}
+    engine.publish_config({**two_offers, "version": "it-count", "use_cases": [
+        {**two_offers["use_cases"][0], "rules": counted}]})
+    for _ in range(100):
+        if engine.decide(make_request(customer="c-twice", ts=T0))["config_version"] == "it-count":
+            break
+    login = {"event_id": "ev-once", "customer_id": "c-twice", "ts": T0 + 1_000, "type": "login"}
+    for _ in range(3):  # a producer retry / a redelivery: the same event id
+        engine.send("interactions", "c-twice", login)
+    engine.send("interactions", "c-twice", {**login, "event_id": "ev-next", "ts": T0 + 2_000})
+    offers = []
+    for i in range(200):  # topics are not ordered against each other: until both are counted
+        offers.append(engine.decide(make_request(customer="c-twice", ts=T0 + 3_000))["offer_id"])
+        if offers[-1] is not None:
+            break
+    time.sleep(2.0)  # had the copies counted, the profile would move on to 3 and 4 events
+    offers.append(engine.decide(make_request(customer="c-twice", ts=T0 + 3_000))["offer_id"])
+    assert offers[-2:] == ["cashback", "cashback"] and "travel" not in offers
 
 
 def test_delta_metrics_and_rollups_appear_for_a_stream_of_outcomes(engine, make_request):

@@ -304,3 +304,36 @@ def test_population_checkpoint_keeps_what_was_learned():
     offers = [("cashback", False), ("travel", True)]
     assert np.allclose(restored.suite.propensities(profile, ctx, offers, T0),
                        world.population.suite.propensities(profile, ctx, offers, T0))
+
+
+# -- interactions are applied once ------------------------------------------------------------
+
+def test_a_redelivered_interaction_changes_neither_the_profile_nor_the_models():
+    world = World(_config())
+    tx = {"event_id": "tx-1", "customer_id": "c-1", "ts": T0, "type": "transaction",
+          "amount": 40.0, "category": "dining"}
+    first = world.observe(tx)
+    version = world.population.suite.version
+    again = world.observe(tx)  # a redelivery: same event id
+    assert not first.duplicate and again.duplicate
+    assert again.customer is first.customer and again.records == () and again.scores is None
+    assert world.population.suite.version == version
+    other = world.observe({**tx, "event_id": "tx-2", "ts": T0 + 1})
+    assert not other.duplicate and other.customer.profile.n_events == 2
+    assert world.population.suite.version != version
+
+
+def test_the_interaction_window_is_bounded_and_kept_through_decisions_and_outcomes():
+    world = World(_config())
+    for i in range(12):  # more than the window (8): the oldest ids fall out
+        world.observe({"event_id": f"e{i}", "customer_id": "c-1", "ts": T0 + i, "type": "login"})
+    answered = world.answer(world.decide(_request(0, ts=T0 + 100)))
+    assert answered.customer.recent_events.seen_before("e11")
+    assert world.observe({"event_id": "e11", "customer_id": "c-1", "ts": T0 + 11,
+                          "type": "login"}).duplicate
+    assert not world.observe({"event_id": "e0", "customer_id": "c-1", "ts": T0,
+                              "type": "login"}).duplicate  # too old to be recognised
+    assert world.customers["c-1"].profile.n_events == 13
+    # an interaction without an id (not from the topic: the schema requires one) is applied
+    observed = world.observe({"customer_id": "c-1", "ts": T0 + 200, "type": "login"})
+    assert not observed.duplicate and observed.customer.profile.n_events == 14
