@@ -42,6 +42,16 @@ def test_shipped_config_is_a_valid_engine_config():
     assert parse_config(CONFIG).version == CONFIG["version"]
 
 
+def test_a_misplaced_config_key_is_refused_not_ignored():
+    # rules belong to a use case: at the top level they would silently not apply
+    doc = {**CONFIG, "rules": {"fatigue": {"same_offer_s": 0}}}
+    with pytest.raises(InvalidMessage, match="must not contain {'rules'}") as exc:
+        CONTRACT_SCHEMAS.decode("engine-config", orjson.dumps(doc))
+    assert "\n" not in str(exc.value)
+    described = {**CONFIG, "description": "spring campaign, reviewed by the risk team"}
+    assert CONTRACT_SCHEMAS.decode("engine-config", orjson.dumps(described)) == described
+
+
 def _decider() -> Decider:
     return Decider(parse_config(CONFIG), seed=3)
 
