@@ -306,6 +306,25 @@ def test_population_checkpoint_keeps_what_was_learned():
                        world.population.suite.propensities(profile, ctx, offers, T0))
 
 
+def test_a_checkpoint_written_with_zlib_by_an_earlier_version_is_still_restored():
+    import zlib
+
+    from stream_app.models import checkpoint
+
+    world = World(_config(rules={"fatigue": {"same_offer_s": 0}}))
+    for i in range(20):
+        world.answer(world.decide(_request(i, customer=f"c-{i % 4}", ts=T0 + i * 1000)))
+    old = zlib.compress(checkpoint.dumps(world.population, kind="partition-state"), 1)
+    restored = PopulationState.from_chunks([old[:1000], old[1000:]])
+    assert restored.suite.version == world.population.suite.version
+    new = b"".join(world.population.to_chunks())
+    assert new.startswith(b"\x28\xb5\x2f\xfd") and len(new) < len(
+        checkpoint.dumps(world.population, kind="partition-state"))  # zstd, compressed
+    for corrupt in (new[:-7], b"\x28\xb5\x2f\xfd" + b"\x00" * 40, old[:-7], b"junk"):
+        with pytest.raises(checkpoint.CheckpointError, match="corrupt"):
+            PopulationState.from_chunks([corrupt])
+
+
 # -- interactions are applied once ------------------------------------------------------------
 
 def test_a_redelivered_interaction_changes_neither_the_profile_nor_the_models():
