@@ -44,6 +44,10 @@ class Settings:
     malloc_arenas: int = 2  # glibc malloc arenas of the worker (0: glibc's default, 8 per core)
     memory_report_s: float = 0.0  # log what the worker's memory is made of this often (0: never)
     tracemalloc_frames: int = 0  # > 0: trace Python allocations for the memory report (diagnosis)
+    # Python's garbage collector (``worker/collector.py``): freeze what start-up and restored
+    # checkpoints leave alive, and the young generation's threshold (0: CPython's 700)
+    gc_freeze: bool = True
+    gc_threshold: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +80,8 @@ class Settings:
             malloc_arenas=int(env.get("STREAM_APP_MALLOC_ARENAS", s.malloc_arenas)),
             memory_report_s=float(env.get("STREAM_APP_MEMORY_REPORT_S", s.memory_report_s)),
             tracemalloc_frames=int(env.get("STREAM_APP_TRACEMALLOC_FRAMES", s.tracemalloc_frames)),
+            gc_freeze=env.get("STREAM_APP_GC_FREEZE", "1" if s.gc_freeze else "0") != "0",
+            gc_threshold=int(env.get("STREAM_APP_GC_THRESHOLD", s.gc_threshold)),
         )
 
     def topic(self, name: str) -> str:

@@ -15,6 +15,7 @@ on one worker.
 from __future__ import annotations
 
 import asyncio
+import gc
 import struct
 import time
 from typing import Any
@@ -30,7 +31,7 @@ from stream_app.core.feedback import PendingCodecError, PendingDecision
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.population import PopulationState
 from stream_app.policies import beta_max
-from stream_app.worker import checkpoints, memory, storage
+from stream_app.worker import checkpoints, collector, memory, storage
 from stream_app.worker.output import Output
 from stream_app.worker.tables import Tables, faust_tables
 from stream_app.deadletter import dead_letter
@@ -164,6 +165,16 @@ def build_app(settings: Settings) -> faust.App:
             storage.trim_malloc()
             log.debug("malloc_trimmed", ms=round((time.perf_counter() - started) * 1000, 2))
 
+    pauses = collector.Pauses(on_long_pause=lambda generation, ms: log.warning(
+        "gc_pause", generation=generation, ms=round(ms, 1)))
+    pauses.install()
+
+    @app.timer(interval=60.0)
+    async def report_gc() -> None:
+        """What Python's garbage collector cost the event loop in the last minute
+        (``worker/collector.py``): a cost no profile of the handlers shows."""
+        log.info("gc", **pauses.report())
+
     if settings.memory_report_s > 0:
         memory_report = memory.MemoryReport(settings.tracemalloc_frames)
 
@@ -233,6 +244,8 @@ def build_app(settings: Settings) -> faust.App:
             else:
                 log.info("checkpoint_restored", partition=partition,
                          model_version=population.suite.version)
+                if settings.gc_freeze:  # long-lived: no collection needs to walk them again
+                    gc.freeze()
             populations[partition] = population
             schedule.loaded(partition)
         return population
@@ -564,4 +577,8 @@ def run_worker(settings: Settings) -> None:
     # debug call of Faust and aiokafka (several per message sent) then builds a LogRecord that
     # the handler drops. Without the spinner the root logger keeps the configured level.
     worker.spinner = None
+    if settings.gc_freeze:
+        log.info("gc_tuned", **collector.tune(settings.gc_threshold))
+    elif settings.gc_threshold > 0:
+        gc.set_threshold(settings.gc_threshold, *gc.get_threshold()[1:])
     worker.execute_from_commandline()
