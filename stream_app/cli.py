@@ -169,7 +169,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             max_backlog=args.max_backlog,
             restart=not args.no_restart, restart_from_changelog=args.restart_from_changelog,
             serve_after_restart_s=args.serve_after_restart, worker_log_level=args.worker_log_level,
-            out=Path(args.out), name=args.name, cache_dir=settings.cache_dir,
+            out=Path(args.out), name=args.name, cache_dir=settings.cache_dir, profile=args.profile,
             bootstrap_servers=settings.bootstrap_servers if settings.external_cluster else None,
         )
         report = run_bench(params)
@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "RSS (a worker that restarted onto its state, without the bulk load's traces)")
     b.add_argument("--worker-log-level", default="warning",
                    help="the worker's log level (its log is in .cache/bench-runs/<name>-<time>/)")
+    b.add_argument("--profile", action="store_true",
+                   help="during the main run, record the worker with py-spy and the broker's CPU "
+                   "per thread (report: where the worker's time goes, broker CPU by thread group)")
     b.add_argument("--out", default="docs/benchmarks", help="folder of the report files")
     b.add_argument("--name", default="bench", help="file stem of the report files")
     b.set_defaults(func=cmd_bench)

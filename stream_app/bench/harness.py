@@ -27,6 +27,7 @@ from stream_app.bench.load import (
     uniform_customers,
 )
 from stream_app.bench.params import BenchParams, engine_config
+from stream_app.bench.profile import MainRunProfile
 from stream_app.bench.probes import (
     LagSampler,
     cpu_seconds,
@@ -131,6 +132,18 @@ class Harness:
                                  + self._worker_log_tail())
             time.sleep(0.01)
         return self.collector.first_seen[rid] - since
+
+    def _profile(self) -> MainRunProfile:
+        """py-spy on the worker and the broker's threads over the main run's steady part: from
+        the warm-up its throughput figure leaves out too (``phase_summary``) to a second before
+        the run ends."""
+        after = min(5.0, 0.3 * self.p.seconds)
+        profile = MainRunProfile(self.box.worker_pid, self.box.broker_pid, self.box.workdir,
+                                 after_s=after, seconds=int(self.p.seconds - after - 1.0))
+        profile.start()
+        self.say(f"profile: the worker's stacks and the broker's threads for "
+                 f"{profile.seconds} s from {after:g} s into the main run")
+        return profile
 
     def _state(self, customers: int) -> dict[str, Any]:
         data_dir = self.box.settings.data_dir
@@ -261,7 +274,17 @@ class Harness:
             out["bulk"] = self._bulk()
         draw = uniform_customers(p.population, p.seed + 1)
         main_name = "main (flat out)" if p.rate == 0 else f"main {p.rate:,.0f} req/s"
-        out["phases"].append(self._run_phase(main_name, "m", draw, rate=p.rate, seconds=p.seconds))
+        profile = self._profile() if p.profile else None
+        try:
+            out["phases"].append(self._run_phase(main_name, "m", draw, rate=p.rate,
+                                                 seconds=p.seconds))
+        finally:  # py-spy is stopped even when the phase fails
+            if profile is not None:
+                out["profile"], out["broker_threads"] = profile.finish()
+                if out["profile"]["taken"]:
+                    self.notes.append("--profile: py-spy sampled the worker during the main run "
+                                      "(--nonblocking; its CPU is under other processes), so "
+                                      "that phase's figures include its cost")
         rss_main = rss_bytes(box.worker_pid)
         for i, step in enumerate(p.load_steps):
             name = f"sweep {'flat out' if step == 0 else f'{step:,.0f} req/s'}"

@@ -53,6 +53,7 @@ class BenchParams:
     worker_log_level: str = "warning"
     drain_timeout_s: float = 120.0
     rocksdb_memory_mb: int = 32  # the worker's RocksDB budget (worker/storage.py; 0: Faust's)
+    profile: bool = False  # py-spy the worker and read the broker's threads in the main run
 
     @property
     def population(self) -> int:

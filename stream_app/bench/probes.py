@@ -1,10 +1,12 @@
-"""What the harness watches from outside the worker: consumer lag, memory and CPU of each process,
-the size of the state on disk, and the machine itself."""
+"""What the harness watches from outside the worker: consumer lag, memory and CPU of each process
+(and of each thread of the broker), the size of the state on disk, and the machine itself."""
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +60,37 @@ def cpu_seconds(pid: int | None) -> float | None:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def thread_ticks(pid: int) -> dict[int, tuple[str, int]]:
+    """Each thread of a process: its name (``comm``: the kernel keeps 15 characters) and the CPU
+    it has used (user + system, clock ticks). A thread that ends while being read is left out."""
+    out: dict[int, tuple[str, int]] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            comm = (task / "comm").read_text().rstrip("\n")
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (comm, int(fields[11]) + int(fields[12]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def jvm_thread_dump(pid: int) -> str:
+    """``jcmd PID Thread.print`` of a Java process: its threads' full names with their native
+    ids; empty where the JDK's jcmd is missing (a JRE) or the dump fails."""
+    jcmd = shutil.which("jcmd")
+    if jcmd is None:
+        return ""
+    try:
+        return subprocess.run([jcmd, str(pid), "Thread.print"], capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def machine_cpu_seconds() -> float | None:

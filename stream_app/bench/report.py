@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from stream_app.bench.load import PhaseLog, Sent
+from stream_app.bench.profile import MAIN_THREAD
 
 PERCENTILES = (50, 95, 99)
 
@@ -194,9 +195,71 @@ def markdown(report: dict[str, Any]) -> str:
         for name, t in tables.items():
             lines.append(f"| {name} | {t['keys']:,} | {t['customer_keys']:,} | "
                          f"{t['logical_bytes']:,} | {t['customer_bytes']:,} | {t['disk_bytes']:,} |")
+    if "profile" in report:
+        lines += _profile_lines(report["profile"]) + _broker_thread_lines(report["broker_threads"])
     if report.get("notes"):
         lines += [""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _profile_lines(pr: dict[str, Any]) -> list[str]:
+    if not pr["taken"]:
+        return ["", f"profile: not taken ({pr['reason']})"]
+    lines = ["", "#### Where the worker's time goes (py-spy, main run)", "",
+             f"`{pr['command']}`, {pr['seconds']:g} s from {pr['from_s']:g} s into the main run "
+             f"(raw stacks: `{pr['raw']}`): {pr['samples']:,} samples of running threads (py-spy "
+             f"leaves out idle ones; {_f(pr['sampling_errors'])} stacks it could not read)."]
+    if not pr["samples"]:
+        return lines
+    main = [t for t in pr["threads"] if t["thread"] == MAIN_THREAD]
+    if main:  # one sample per running thread and tick
+        others = ", ".join(f"{t['thread']} {t['share']:.1f} %" for t in pr["threads"]
+                           if t["thread"] != MAIN_THREAD) or "none"
+        running = main[0]["samples"] / (pr["rate_hz"] * pr["seconds"])
+        lines[-1] += (f" The main thread (the event loop) has {main[0]['share']:.1f} % of them: "
+                      f"py-spy found it running at ~{running:.0%} of its ticks. Other threads: "
+                      f"{others}.")
+    lines += ["", "Inclusive: the share of samples with the function on the stack, once per "
+              "sample (callers and callees overlap, so the column adds up to more than 100 %). "
+              "Self: the share with it as the leaf (all functions add up to 100 %)."]
+    for kind, functions in (("inclusive", pr["functions"]), ("self", pr["leaf_functions"])):
+        rows = pr[kind]
+        lines += ["", f"| function ({kind}, top {len(rows)} of {functions:,}) | samples | "
+                  f"{kind} % |", "|---|---|---|"]
+        lines += [f"| `{r['function']}` | {r['samples']:,} | {r['share']:.1f} |" for r in rows]
+        if kind == "self" and functions > len(rows):
+            rest = pr["samples"] - sum(r["samples"] for r in rows)
+            lines.append(f"| the other {functions - len(rows):,} functions | {rest:,} | "
+                         f"{100 * rest / pr['samples']:.1f} |")
+    return lines
+
+
+def _broker_thread_lines(bt: dict[str, Any], other_below: float = 1.0) -> list[str]:
+    """Groups under ``other_below`` % of the broker's CPU are one row (all are in the JSON)."""
+    if not bt["measured"]:
+        return ["", f"broker threads: not measured ({bt['reason']})"]
+    lines = ["", "#### Broker CPU by thread group (main run)", "",
+             f"CPU (user + system) of each thread of the broker JVM, from `/proc/<pid>/task/*/stat`"
+             f" at both ends of the profile's window ({bt['seconds']:g} s); thread names: "
+             f"{bt['names']}.", "",
+             "| thread group | threads | CPU s | cores | share % |", "|---|---|---|---|---|"]
+    shown = [g for g in bt["groups"] if g["share"] >= other_below]
+    rest = [g for g in bt["groups"] if g["share"] < other_below]
+    lines += [f"| {g['group']} | {g['threads']} | {g['cpu_seconds']:.2f} | {g['cores']:.3f} | "
+              f"{g['share']:.1f} |" for g in shown]
+    if rest:
+        cpu = sum(g["cpu_seconds"] for g in rest)
+        lines.append(f"| other ({len(rest)} group{'s' if len(rest) > 1 else ''} under "
+                     f"{other_below:g} %) | "
+                     f"{sum(g['threads'] for g in rest)} | {cpu:.2f} | {cpu / bt['seconds']:.3f} | "
+                     f"{sum(g['share'] for g in rest):.1f} |")
+    lines += [f"| all threads | {bt['threads']} | {bt['cpu_seconds']:.2f} | {bt['cores']:.3f} | "
+              f"100 |", "",
+              f"The whole broker process over the same window: {_f(bt['process_cpu_seconds'], 2)} "
+              f"CPU s ({_f(bt['process_cores'], 3)} cores); {bt['threads_started']} threads "
+              f"started and {bt['threads_ended']} ended in it (what an ended thread used is in "
+              f"the process's figure only)."]
+    return lines
 
 
 def _budget(mb: int | None) -> str:
