@@ -577,8 +577,5 @@ def run_worker(settings: Settings) -> None:
     # debug call of Faust and aiokafka (several per message sent) then builds a LogRecord that
     # the handler drops. Without the spinner the root logger keeps the configured level.
     worker.spinner = None
-    if settings.gc_freeze:
-        log.info("gc_tuned", **collector.tune(settings.gc_threshold))
-    elif settings.gc_threshold > 0:
-        gc.set_threshold(settings.gc_threshold, *gc.get_threshold()[1:])
+    log.info("gc_tuned", **collector.tune(settings.gc_threshold, freeze=settings.gc_freeze))
     worker.execute_from_commandline()

@@ -31,14 +31,15 @@ from typing import Any, Callable
 __all__ = ["Pauses", "tune"]
 
 
-def tune(threshold0: int) -> dict[str, Any]:
-    """Freeze what is alive now and set the young generation's threshold (0: keep CPython's);
-    returns what was done, for the log."""
+def tune(threshold0: int, freeze: bool = True) -> dict[str, Any]:
+    """Set the young generation's threshold (0: keep CPython's) and, with ``freeze``, freeze
+    what is alive now; returns what was done, for the log."""
     if threshold0 > 0:
         _, t1, t2 = gc.get_threshold()
         gc.set_threshold(threshold0, t1, t2)
-    gc.collect()  # what start-up left as garbage is not frozen with the rest
-    gc.freeze()
+    if freeze:
+        gc.collect()  # what start-up left as garbage is not frozen with the rest
+        gc.freeze()
     return {"frozen_objects": gc.get_freeze_count(), "thresholds": list(gc.get_threshold())}
 
 
