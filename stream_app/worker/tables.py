@@ -11,7 +11,9 @@ for a decision, a batch of events of several partitions) cannot even be expresse
   written once: one RocksDB write batch per store, one changelog record per key, produced with
   the worker's librdkafka producer (``worker/output.py``);
 - the stores' persisted changelog offsets (where Faust's recovery resumes) are advanced to the
-  last *acknowledged* changelog record of each partition, in the same write batch.
+  last *acknowledged* changelog record of each partition, in the next write batch, or at once
+  by :meth:`Tables.persist_acked` (the worker calls it after waiting for the acknowledgements,
+  before a commit, a hand-over and a stop).
 
 The stores, their files, the changelog topics and their format (raw key, raw value, tombstone
 for a delete) are Faust's own, so Faust's recovery, standby replicas and the bulk restore
@@ -96,7 +98,6 @@ class Tables:
 
     def flush(self) -> int:
         """Write the held writes to the stores and their changelogs; the number of keys."""
-        acked = self._output.take_acked()
         dirty, self._dirty = self._dirty, {}
         batches: dict[tuple[str, int], Any] = {}
         send = self._output.send
@@ -111,7 +112,19 @@ class Tables:
                     batch.put(key, value)
                 send(topic, key, value, partition)
             written += len(rows)
-        for (topic, partition), offset in acked.items():
+        self._write(batches)
+        return written
+
+    def persist_acked(self) -> None:
+        """Move the stores' changelog offsets to what was acknowledged since the last flush,
+        leaving held writes held. After a flush and the output's, nothing this worker wrote is
+        left for Faust's recovery to read back: a worker keeping a partition across a rebalance
+        has nothing to recover (its own hand-over checkpoint included), and a restart resumes
+        reading the changelog after its own last write."""
+        self._write({})
+
+    def _write(self, batches: dict[tuple[str, int], Any]) -> None:
+        for (topic, partition), offset in self._output.take_acked().items():
             table = self._table_of_topic.get(topic)
             if table is not None:
                 batch = batches.get((table, partition))
@@ -120,7 +133,6 @@ class Tables:
                 batch.put(OFFSET_KEY, str(offset).encode())
         for (table, partition), batch in batches.items():
             self._store_of[table](partition).write(batch)
-        return written
 
 
 class PartitionTable:

@@ -164,6 +164,27 @@ def test_persisted_offset_is_the_last_acknowledged_record_per_partition(stores) 
     assert store_of("pending")(1).get(OFFSET_KEY) == b"0"
 
 
+def test_persist_acked_records_the_offsets_and_leaves_held_writes_held(stores) -> None:
+    # the worker's write-out before a commit, a hand-over and a stop: flush, wait for the
+    # acknowledgements, persist them, so a recovery never reads back what this worker wrote
+    store_of, _ = stores
+    producer = FakeProducer()
+    tables, out = _tables(store_of, producer)
+    tables.set("arms", 1, b"checkpoint", b"v1")
+    tables.set("arms", 1, b"pointer", b"v2")
+    tables.flush()
+    asyncio.run(out.flush())
+    tables.set("pending", 1, b"later", b"x")  # written while the flush waited
+    tables.persist_acked()
+    assert store_of("arms")(1).get(OFFSET_KEY) == b"1"
+    assert store_of("pending")(1).get(b"later") is None  # still held, not sent
+    assert len(producer.messages) == 2
+    assert tables.get("pending", 1, b"later") == b"x"
+    tables.persist_acked()  # nothing new acknowledged: nothing changes
+    assert store_of("arms")(1).get(OFFSET_KEY) == b"1"
+    assert tables.flush() == 1
+
+
 def test_flush_waits_for_every_message_and_raises_on_a_refused_one() -> None:
     producer = FakeProducer(fail_topics=frozenset({"bad"}))
     out = _output(producer, frozenset())
