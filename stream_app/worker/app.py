@@ -31,7 +31,7 @@ from stream_app.core.feedback import PendingCodecError, PendingDecision
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.population import PopulationState
 from stream_app.policies import beta_max
-from stream_app.worker import checkpoints, collector, memory, storage
+from stream_app.worker import checkpoints, collector, memory, seeking, storage
 from stream_app.worker.output import Output
 from stream_app.worker.tables import Tables, faust_tables
 from stream_app.deadletter import dead_letter
@@ -137,10 +137,8 @@ def build_app(settings: Settings) -> faust.App:
         acknowledged, and the stores' changelog offsets moved to what was acknowledged: a
         recovery after this (the next rebalance, a restart) reads nothing this worker wrote.
         Without the last step, a worker that kept a partition across a rebalance had to read
-        its own hand-over checkpoint back from the changelog; in some CI runs Faust's recovery
-        never received that record and never ended, and the partition's input stayed paused
-        (test_rebalance; why the record never arrived, inside Faust or aiokafka, is not
-        known)."""
+        its own hand-over checkpoint back from the changelog, a read Faust could lose (a fetch
+        returning while the flow is stopped is dropped: ``worker/seeking.py``)."""
         tables.flush()
         await output.flush()
         tables.persist_acked()
@@ -408,27 +406,12 @@ def build_app(settings: Settings) -> faust.App:
 
     inputs = {requests.get_topic_name(), outcomes.get_topic_name(), interactions.get_topic_name()}
 
-    # After a rebalance Faust seeks the input partitions back to the group's committed offsets:
-    # what was fetched for a partition while its tables recovered was dropped, not processed.
-    # aiokafka's seek_to_committed leaves a partition the group never committed (or committed
-    # at 0) where its fetch position is, past those dropped records, which were then never
-    # processed (found by test_rebalance: outcomes sent while the new owner recovered were
-    # lost). Such a partition is read from its start, as auto.offset.reset=earliest says;
-    # whatever the previous owner had processed of it is recognised again (decision ids,
-    # outcome ids, interaction event ids: ``core/customer.py``).
+    # After a rebalance, and after dropping records fetched while the flow was stopped, Faust
+    # seeks only the committed input partitions back: the others are sought back too
+    # (``worker/seeking.py``), or their dropped records would never be processed or recovered.
     consumer = app.consumer
-    seek_to_committed = consumer.perform_seek
-
-    async def seek_to_committed_or_start() -> None:
-        await seek_to_committed()
-        never = sorted(tp for tp in consumer.assignment()  # TP: a (topic, partition) tuple
-                       if tp.topic in inputs and consumer._committed_offset.get(tp) is None)
-        for tp in never:
-            await consumer.seek(tp, 0)
-        if never:
-            log.info("seek_to_start", partitions=[f"{tp.topic}[{tp.partition}]" for tp in never])
-
-    consumer.perform_seek = seek_to_committed_or_start  # type: ignore[method-assign]
+    consumer.perform_seek = seeking.seek_back(  # type: ignore[method-assign]
+        consumer, inputs, app.tables, log)
 
     @app.on_partitions_assigned.connect
     async def assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
