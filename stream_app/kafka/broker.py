@@ -8,6 +8,7 @@ cluster id on first start. Every process started here is stopped by its pid.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -178,6 +179,7 @@ class LocalBroker:
         cmd = [java]
         if heap:
             cmd += [f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
+            cmd += shlex.split(os.environ.get("STREAM_APP_KAFKA_JVM_OPTS", ""))
         cmd += [
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}",
             "-Djava.awt.headless=true",
