@@ -21,7 +21,7 @@ def _broker(settings: Settings):
     from stream_app.kafka.broker import LocalBroker
 
     return LocalBroker(home=settings.kafka_home, jars_cache=settings.cache_dir,
-                       version=settings.kafka_version)
+                       version=settings.kafka_version, jvm_options=settings.kafka_jvm_options)
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:

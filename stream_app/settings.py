@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
@@ -26,6 +27,7 @@ class Settings:
     data_dir: Path = PROJECT_ROOT / ".cache" / "worker"
     kafka_home: Path = PROJECT_ROOT / ".kafka"
     kafka_version: str = "4.1.1"
+    kafka_jvm_options: tuple[str, ...] = ()  # added to the local broker's java command
     config_file: Path = PROJECT_ROOT / "config" / "offers.json"
     max_message_bytes: int = 64 * 1024
     log_level: str = "info"
@@ -64,6 +66,7 @@ class Settings:
             data_dir=Path(env.get("STREAM_APP_DATA_DIR", s.data_dir)),
             kafka_home=Path(env.get("STREAM_APP_KAFKA_HOME", s.kafka_home)),
             kafka_version=env.get("STREAM_APP_KAFKA_VERSION", s.kafka_version),
+            kafka_jvm_options=tuple(shlex.split(env.get("STREAM_APP_KAFKA_JVM_OPTS", ""))),
             config_file=Path(env.get("STREAM_APP_CONFIG", s.config_file)),
             max_message_bytes=int(env.get("STREAM_APP_MAX_MESSAGE_BYTES", s.max_message_bytes)),
             log_level=env.get("STREAM_APP_LOG_LEVEL", s.log_level),

@@ -48,7 +48,8 @@ class Sandbox:
                 raise RuntimeError(f"a bench broker already runs from {home} (another bench?)")
             shutil.rmtree(home, ignore_errors=True)  # a fresh broker: no topics of old runs
             self.broker = LocalBroker(home=home, jars_cache=self.cache_dir, port=free_port(),
-                                      controller_port=free_port(), heap=self._broker_heap)
+                                      controller_port=free_port(), heap=self._broker_heap,
+                                      jvm_options=Settings.from_env().kafka_jvm_options)
             self.broker.up()
             self._bootstrap = self.broker.bootstrap
         self.settings = self.settings.with_(bootstrap_servers=self._bootstrap)

@@ -8,7 +8,6 @@ cluster id on first start. Every process started here is stopped by its pid.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import signal
 import socket
@@ -103,6 +102,7 @@ class LocalBroker:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "768m"
+    jvm_options: tuple[str, ...] = ()  # the operator's, after heap and GC (broker only)
 
     @property
     def bootstrap(self) -> str:
@@ -179,7 +179,7 @@ class LocalBroker:
         cmd = [java]
         if heap:
             cmd += [f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
-            cmd += shlex.split(os.environ.get("STREAM_APP_KAFKA_JVM_OPTS", ""))
+            cmd += self.jvm_options
         cmd += [
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}",
             "-Djava.awt.headless=true",

@@ -30,7 +30,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory):
         yield external
         return
     broker = LocalBroker(home=tmp_path_factory.mktemp("kafka"), jars_cache=Settings().cache_dir,
-                         port=free_port(), controller_port=free_port(), heap="512m")
+                         port=free_port(), controller_port=free_port(), heap="512m",
+                         jvm_options=Settings.from_env().kafka_jvm_options)
     broker.up()
     try:
         yield broker.bootstrap
