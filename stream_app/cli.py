@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -171,6 +172,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             serve_after_restart_s=args.serve_after_restart, worker_log_level=args.worker_log_level,
             out=Path(args.out), name=args.name, cache_dir=settings.cache_dir, profile=args.profile,
             bootstrap_servers=settings.bootstrap_servers if settings.external_cluster else None,
+            worker=args.worker, relay_args=tuple(shlex.split(args.relay_args)),
         )
         report = run_bench(params)
     except (ValueError, BenchError) as exc:
@@ -298,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", action="store_true",
                    help="during the main run, record the worker with py-spy and the broker's CPU "
                    "per thread (report: where the worker's time goes, broker CPU by thread group)")
+    b.add_argument("--worker", default="engine", choices=("engine", "relay", "faust-relay"),
+                   help="what answers: the engine, or the engine taken out (bench/relay.py: the "
+                   "same inputs read and records written, librdkafka's or Faust's consumer)")
+    b.add_argument("--relay-args", default="", metavar="OPTIONS",
+                   help="the relay's fan-out, e.g. '--per-request 8 --record-bytes 160' "
+                   "(python -m stream_app.bench.relay --help)")
     b.add_argument("--out", default="docs/benchmarks", help="folder of the report files")
     b.add_argument("--name", default="bench", help="file stem of the report files")
     b.set_defaults(func=cmd_bench)

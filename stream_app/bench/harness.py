@@ -38,6 +38,7 @@ from stream_app.bench.probes import (
     peak_rss_bytes,
     rss_bytes,
     table_sizes,
+    topic_traffic,
 )
 from stream_app.bench.report import markdown, phase_summary, plot, write_json
 from stream_app.bench.sandbox import Sandbox
@@ -133,6 +134,19 @@ class Harness:
             time.sleep(0.01)
         return self.collector.first_seen[rid] - since
 
+    def _traffic(self) -> dict[str, Any]:
+        """Records (and broker disk bytes) per topic of the sandbox over the whole run, and per
+        request sent: the fan-out each request costs the broker."""
+        s = self.box.settings
+        topics = topic_traffic(self.box.bootstrap, (s.topic_prefix, s.app_id + "-"),
+                               self.box.broker_log_dir)
+        requests = self.gen.sent_total
+        rows = {name.removeprefix(s.topic_prefix): row for name, row in topics.items()}
+        per = {name: round(row["records"] / requests, 3) for name, row in rows.items()} \
+            if requests else {}
+        return {"requests": requests, "topics": rows, "records_per_request": per,
+                "total_records_per_request": round(sum(per.values()), 2) if per else None}
+
     def _profile(self) -> MainRunProfile:
         """py-spy on the worker and the broker's threads over the main run's steady part: from
         the warm-up its throughput figure leaves out too (``phase_summary``) to a second before
@@ -215,7 +229,8 @@ class Harness:
                            bootstrap_servers=p.bootstrap_servers, broker_heap=p.broker_heap,
                            max_message_bytes=max(64 * 1024, 4 * p.payload_bytes),
                            log_level=p.worker_log_level, workdir=workdir,
-                           rocksdb_memory_mb=p.rocksdb_memory_mb)
+                           rocksdb_memory_mb=p.rocksdb_memory_mb,
+                           worker_command=p.worker_command())
         report: dict[str, Any] = {"name": p.name, "started_at": started_at,
                                   "command": _command_line(), "params": p.as_json(),
                                   "machine": machine()}
@@ -242,6 +257,7 @@ class Harness:
             lag.start()
             try:
                 report.update(self._measure(report))
+                report["traffic"] = self._traffic()
             finally:
                 lag.stop()
                 self.collector.stop()

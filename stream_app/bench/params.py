@@ -18,6 +18,7 @@ from stream_app.settings import PROJECT_ROOT
 
 MAX_CUSTOMERS = 1_000_000
 MAX_OFFERS = 100
+WORKERS = ("engine", "relay", "faust-relay")
 _CATEGORIES = ("groceries", "travel", "dining", "electronics", "credit", "insurance")
 _FRAMINGS = ("neutral", "urgency", "scarcity")
 _DIGITAL = ["app", "web", "email", "sms", "whatsapp"]
@@ -54,6 +55,11 @@ class BenchParams:
     drain_timeout_s: float = 120.0
     rocksdb_memory_mb: int = 32  # the worker's RocksDB budget (worker/storage.py; 0: Faust's)
     profile: bool = False  # py-spy the worker and read the broker's threads in the main run
+    # what answers the requests: the engine (``stream-app worker``), or the engine taken out
+    # (``bench/relay.py``: the same inputs read and the same records written, with librdkafka's
+    # or with Faust's consumer) to measure what the transport alone allows
+    worker: str = "engine"
+    relay_args: tuple[str, ...] = ()  # the relay's fan-out options (``relay.py --help``)
 
     @property
     def population(self) -> int:
@@ -75,8 +81,19 @@ class BenchParams:
             raise ValueError("rates must be >= 0 (0 = flat out)")
         if not 0.0 <= self.outcome_fraction <= 1.0:
             raise ValueError("outcome_fraction must be within 0..1")
+        if self.worker not in WORKERS:
+            raise ValueError(f"worker must be one of {', '.join(WORKERS)}, not {self.worker!r}")
+        if self.relay_args and self.worker == "engine":
+            raise ValueError("relay options are for --worker relay / faust-relay")
         if self.seconds <= 0 or self.step_seconds <= 0:
             raise ValueError("seconds must be > 0")
+
+    def worker_command(self) -> list[str] | None:
+        """The command of the process that answers (None: the engine worker)."""
+        if self.worker == "engine":
+            return None
+        consumer = "faust" if self.worker == "faust-relay" else "librdkafka"
+        return ["-m", "stream_app.bench.relay", "--consumer", consumer, *self.relay_args]
 
     def as_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -84,6 +101,7 @@ class BenchParams:
             if isinstance(v, Path):
                 doc[k] = str(v)
         doc["load_steps"] = list(self.load_steps)
+        doc["relay_args"] = list(self.relay_args)
         return doc
 
 

@@ -252,3 +252,33 @@ def _version(dist: str) -> str | None:
         return version(dist)
     except PackageNotFoundError:
         return None
+
+
+# -- what the run put through the broker -----------------------------------------------------
+def topic_traffic(bootstrap: str, prefixes: tuple[str, ...], log_dir: Path | None = None,
+                  timeout_s: float = 15.0) -> dict[str, dict[str, int]]:
+    """Per topic whose name starts with one of ``prefixes``: the records written to it (the
+    partitions' offset ranges, high - low watermark: every record produced in a run that neither
+    retention nor compaction has trimmed yet) and, with the broker's ``log_dir``, its bytes on
+    the broker's disk (record batches, index files). What each request costs the broker."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-traffic-{time.time_ns()}",
+                         "enable.auto.commit": False})
+    try:
+        topics = consumer.list_topics(timeout=timeout_s).topics
+        out: dict[str, dict[str, int]] = {}
+        for name in sorted(t for t in topics if t.startswith(prefixes)):
+            records = 0
+            for p in topics[name].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, p),
+                                                           timeout=timeout_s)
+                records += max(0, high - low)
+            row = {"records": records}
+            if log_dir is not None:
+                row["disk_bytes"] = sum(du_bytes(d) for d in log_dir.glob(f"{name}-*")
+                                        if d.is_dir() and d.name.rsplit("-", 1)[0] == name)
+            out[name] = row
+        return out
+    finally:
+        consumer.close()

@@ -146,6 +146,10 @@ def markdown(report: dict[str, Any]) -> str:
              f"Python {m['python']}; Kafka {report['kafka']['version']} "
              f"({report['kafka']['where']}); confluent-kafka {m['confluent_kafka']} / librdkafka "
              f"{m['librdkafka']}; faust-streaming {m['faust']}; rocksdict {m['rocksdict']}.", "",
+             *([f"**Answered by `{p['worker']}`** (`bench/relay.py`, options "
+                f"`{' '.join(p.get('relay_args') or []) or 'defaults'}`): the engine taken out, "
+                "the same inputs read and records written; no state, no decision logic.", ""]
+               if p.get("worker", "engine") != "engine" else []),
              f"Load: {p['customers']:,} customers"
              + (f" preloaded through the engine, cloned to {p['bulk_customers']:,} (bulk state)"
                 if p.get("bulk_customers") else "")
@@ -195,11 +199,29 @@ def markdown(report: dict[str, Any]) -> str:
         for name, t in tables.items():
             lines.append(f"| {name} | {t['keys']:,} | {t['customer_keys']:,} | "
                          f"{t['logical_bytes']:,} | {t['customer_bytes']:,} | {t['disk_bytes']:,} |")
+    lines += _traffic_lines(report.get("traffic"))
     if "profile" in report:
         lines += _profile_lines(report["profile"]) + _broker_thread_lines(report["broker_threads"])
     if report.get("notes"):
         lines += [""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _traffic_lines(tr: dict[str, Any] | None) -> list[str]:
+    """Records per topic over the run and per request sent (what each request costs the broker)."""
+    if not tr or not tr.get("requests"):
+        return []
+    n = tr["requests"]
+    lines = ["", f"Records written per topic over the run ({n:,} requests sent; inputs included):",
+             "", "| topic | records | per request | bytes on the broker's disk | per record |",
+             "|---|---|---|---|---|"]
+    for name, row in sorted(tr["topics"].items(), key=lambda kv: -kv[1]["records"]):
+        disk = row.get("disk_bytes")
+        lines.append(f"| {name} | {row['records']:,} | {row['records'] / n:.2f} | "
+                     f"{_f(disk)} | {_f(disk / row['records'] if disk and row['records'] else None)} |")
+    lines.append(f"| all | {sum(r['records'] for r in tr['topics'].values()):,} | "
+                 f"{tr['total_records_per_request']} | | |")
+    return lines
 
 
 def _profile_lines(pr: dict[str, Any]) -> list[str]:

@@ -22,7 +22,8 @@ class Sandbox:
 
     def __init__(self, *, partitions: int, cache_dir: Path, bootstrap_servers: str | None,
                  broker_heap: str, max_message_bytes: int, log_level: str,
-                 workdir: Path, rocksdb_memory_mb: int = 32) -> None:
+                 workdir: Path, rocksdb_memory_mb: int = 32,
+                 worker_command: list[str] | None = None) -> None:
         self.run_id = uuid.uuid4().hex[:8]
         self.cache_dir = cache_dir
         self.workdir = workdir
@@ -39,6 +40,7 @@ class Sandbox:
         )
         self.worker: subprocess.Popen | None = None
         self.worker_starts = 0
+        self.worker_command = worker_command  # None: the engine worker
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -75,6 +77,11 @@ class Sandbox:
     def bootstrap(self) -> str:
         assert self._bootstrap is not None
         return self._bootstrap
+
+    @property
+    def broker_log_dir(self) -> Path | None:
+        """The data dir of the broker started here (None: someone else's cluster)."""
+        return self.broker.home / "data" if self.broker is not None else None
 
     @property
     def broker_pid(self) -> int | None:
@@ -117,7 +124,10 @@ class Sandbox:
         log.write(f"\n--- start {self.worker_starts} ---\n".encode())
         log.flush()
         spawned = time.time()
-        self.worker = spawn_worker(self.env(), log)
+        if self.worker_command is None:
+            self.worker = spawn_worker(self.env(), log)
+        else:
+            self.worker = spawn_worker(self.env(), log, self.worker_command)
         log.close()
         (self.workdir / "worker.pid").write_text(str(self.worker.pid))
         return spawned

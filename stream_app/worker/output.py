@@ -111,6 +111,14 @@ class Output:
             await asyncio.sleep(0.001)
         self._raise_failed()
 
+    def flush_blocking(self, timeout_s: float = 60.0) -> None:
+        """:meth:`flush` for code without an event loop (the benchmark's relay)."""
+        for producer in self._producers:
+            left = producer.flush(timeout_s)
+            if left:
+                raise DeliveryError(f"{left} messages not acknowledged after {timeout_s} s")
+        self._raise_failed()
+
     def take_acked(self) -> dict[tuple[str, int], int]:
         """The last acknowledged offset of each tracked (topic, partition) since the last call."""
         acked, self._acked = self._acked, {}

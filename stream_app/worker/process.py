@@ -12,15 +12,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import IO
 
 __all__ = ["spawn_worker", "stop_worker"]
 
 
-def spawn_worker(env: Mapping[str, str], log: IO[bytes]) -> subprocess.Popen:
-    """Start ``stream-app worker`` with ``env``, stdout and stderr to ``log``."""
-    return subprocess.Popen([sys.executable, "-m", "stream_app.cli", "worker"], env=dict(env),
+def spawn_worker(env: Mapping[str, str], log: IO[bytes],
+                 args: Sequence[str] = ("-m", "stream_app.cli", "worker")) -> subprocess.Popen:
+    """Start ``stream-app worker`` (or the interpreter with ``args``: the benchmark's relay) with
+    ``env``, stdout and stderr to ``log``."""
+    return subprocess.Popen([sys.executable, *args], env=dict(env),
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
