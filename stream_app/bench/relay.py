@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from stream_app.kafka.topics import TopicSpec, ensure_topics
 from stream_app.settings import Settings
 from stream_app.worker.output import Output
 
@@ -111,24 +112,9 @@ def _output(settings: Settings) -> Output:
                   urgent_topics=frozenset({settings.topic("decisions")}))
 
 
-def create_relay_topic(settings: Settings, timeout_s: float = 30.0) -> None:
+def create_relay_topic(settings: Settings) -> None:
     """The compacted topic the relay's side records go to (like the worker's changelogs)."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    name = settings.topic(RELAY_TOPIC)
-    if name in admin.list_topics(timeout=timeout_s).topics:
-        return
-    fut = admin.create_topics([NewTopic(name, num_partitions=settings.partitions,
-                                        replication_factor=1,
-                                        config={"cleanup.policy": "compact"})],
-                              operation_timeout=timeout_s)[name]
-    try:
-        fut.result()
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise
+    ensure_topics(settings, [(settings.topic(RELAY_TOPIC), TopicSpec(RELAY_TOPIC, compacted=True))])
 
 
 def run_librdkafka(settings: Settings, fanout: Fanout) -> None:

@@ -211,13 +211,13 @@ def _traffic_lines(tr: dict[str, Any] | None) -> list[str]:
     """Records per topic over the run and per request sent (what each request costs the broker)."""
     if not tr or not tr.get("requests"):
         return []
-    n = tr["requests"]
+    n, per = tr["requests"], tr["records_per_request"]
     lines = ["", f"Records written per topic over the run ({n:,} requests sent; inputs included):",
              "", "| topic | records | per request | bytes on the broker's disk | per record |",
              "|---|---|---|---|---|"]
     for name, row in sorted(tr["topics"].items(), key=lambda kv: -kv[1]["records"]):
         disk = row.get("disk_bytes")
-        lines.append(f"| {name} | {row['records']:,} | {row['records'] / n:.2f} | "
+        lines.append(f"| {name} | {row['records']:,} | {per[name]:.2f} | "
                      f"{_f(disk)} | {_f(disk / row['records'] if disk and row['records'] else None)} |")
     lines.append(f"| all | {sum(r['records'] for r in tr['topics'].values()):,} | "
                  f"{tr['total_records_per_request']} | | |")

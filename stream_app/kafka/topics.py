@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from stream_app.settings import Settings
@@ -37,6 +38,14 @@ def _admin(settings: Settings):
 
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]:
     """Create every contract topic that does not exist yet; return name -> 'created' / 'exists'."""
+    return ensure_topics(settings, [(settings.topic(spec.name), spec) for spec in CONTRACT],
+                         timeout_s)
+
+
+def ensure_topics(settings: Settings, topics: Iterable[tuple[str, TopicSpec]],
+                  timeout_s: float = 30.0) -> dict[str, str]:
+    """Create the topics (full name, spec) that do not exist yet, idempotently (a topic another
+    process created meanwhile counts as existing); return name -> 'created' / 'exists'."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
@@ -44,8 +53,7 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     result: dict[str, str] = {}
     new = []
-    for spec in CONTRACT:
-        name = settings.topic(spec.name)
+    for name, spec in topics:
         if name in existing:
             result[name] = "exists"
             continue

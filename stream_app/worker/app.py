@@ -530,21 +530,11 @@ def create_changelog_topics(settings: Settings, app: faust.App, timeout_s: float
     snapshot, which in benchmark runs still said 0 partitions for ``models-changelog`` minutes
     later: the first checkpoints failed with ``PartitionsMismatch``. Created here, the topics
     exist before the consumer's first snapshot."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from stream_app.kafka.topics import TopicSpec, ensure_topics
 
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
-    new = [NewTopic(name, num_partitions=settings.partitions, replication_factor=1,
-                    config={"cleanup.policy": "compact"})
-           for name in sorted(t.changelog_topic.get_topic_name() for t in app.tables.values())
-           if name not in existing]
-    for name, fut in (admin.create_topics(new, operation_timeout=timeout_s).items() if new else ()):
-        try:
-            fut.result()
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+    changelog = TopicSpec("changelog", compacted=True)
+    ensure_topics(settings, [(t.changelog_topic.get_topic_name(), changelog)
+                             for t in app.tables.values()], timeout_s)
 
 
 def run_worker(settings: Settings) -> None:
