@@ -45,13 +45,20 @@ RELAY_TOPIC = "relay-changelog"
 
 @dataclass(frozen=True, slots=True)
 class Fanout:
-    """Records written per input record (defaults: the engine's, measured in part 8)."""
+    """Records written per input record.
 
-    per_request: int = 8
+    Defaults are the engine's own, from the traffic section of the 2,000-customer flat-out bench
+    (docs/benchmarks/ab/ab11-engine.json): 7.8 side records per request in all (pending 2.76,
+    customers 2.43, arms 1.41, delta-metrics 0.96, scores 0.14, seen 0.10), split here as 7 per
+    request, 1 per interaction (0.5 per request) and 5 per outcome (0.1 per request) = 8.0; side
+    records average ~300 B; a decision is ~1.8 KB (1,939 B per record on the broker's disk).
+    """
+
+    per_request: int = 7
     per_interaction: int = 1
-    per_outcome: int = 6
-    record_bytes: int = 160
-    decision_bytes: int = 900
+    per_outcome: int = 5
+    record_bytes: int = 300
+    decision_bytes: int = 1800
 
     def __post_init__(self) -> None:
         if min(self.per_request, self.per_interaction, self.per_outcome) < 0:
