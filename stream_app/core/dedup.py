@@ -5,8 +5,10 @@ offset after a rebalance). Processing is idempotent by message id: each key reme
 its last ``capacity`` messages, as 64-bit hashes in a numpy ring buffer, and a message whose id is
 among them is a duplicate.
 
-The window is bounded by count, not time, so state size is fixed: ``8 + 8 * capacity`` bytes
-(520 bytes for the default 64). A duplicate older than the last ``capacity`` messages of its key is
+The window is bounded by count, not time: stored, it is ``8 + 8 * n`` bytes for the ``n`` ids
+remembered so far, at most ``8 + 8 * capacity`` (520 bytes for the default 64), so a customer
+with one outcome costs 16 bytes, not 520 (codec v2; v1 values, always the full ring, are still
+read). A duplicate older than the last ``capacity`` messages of its key is
 not detected; size ``capacity`` above the number of messages a key can receive while a
 redelivery is still possible. Two different ids collide with probability about
 ``capacity / 2**64`` per lookup - a false duplicate once in ~10**17 messages.
@@ -25,6 +27,8 @@ True
 (False, True)
 >>> len(window.encode()), DedupWindow.decode(window.encode()) == window
 (40, True)
+>>> one = DedupWindow(); one.remember("o-1"); len(one.encode())
+16
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from stream_app.codec import read_header
 __all__ = ["DedupCodecError", "DedupWindow", "id_hash"]
 
 _HEADER = struct.Struct("<BxHHH")  # version, pad, capacity, size, next slot
-_VERSION = 1
+_VERSION = 2  # v2: only the filled slots are stored; v1: the whole ring
+_VERSIONS = (1, 2)
 MAX_CAPACITY = 65535
 
 
@@ -102,17 +107,26 @@ class DedupWindow:
         return True
 
     def encode(self) -> bytes:
-        return _HEADER.pack(_VERSION, self.capacity, self._size, self._next) + self._ring.tobytes()
+        # until the ring is full its ids fill slots 0..size-1 (and next == size): store those only
+        return (_HEADER.pack(_VERSION, self.capacity, self._size, self._next)
+                + self._ring[: self._size].tobytes())
 
     @classmethod
     def decode(cls, data: bytes | None, capacity: int = 64) -> DedupWindow:
         """Decode stored state; ``None`` or empty gives an empty window of ``capacity``."""
         if not data:
             return cls(capacity)
-        _, cap, size, nxt = read_header(data, _HEADER, _VERSION, DedupCodecError, "dedup state")
-        if len(data) != _HEADER.size + 8 * cap or cap == 0 or size > cap or nxt >= cap:
+        if len(data) < _HEADER.size:
+            raise DedupCodecError("dedup state shorter than its header")
+        version = data[0]
+        if version not in _VERSIONS:
+            raise DedupCodecError(f"unknown dedup state version {version}")
+        _, cap, size, nxt = read_header(data, _HEADER, version, DedupCodecError, "dedup state")
+        stored = cap if version == 1 else size
+        if (len(data) != _HEADER.size + 8 * stored or cap == 0 or size > cap or nxt >= cap
+                or (version == 2 and size < cap and nxt != size)):
             raise DedupCodecError("dedup state is inconsistent with its header")
         window = cls(cap)
-        window._ring = np.frombuffer(data, "<u8", offset=_HEADER.size).astype(np.uint64)
+        window._ring[:stored] = np.frombuffer(data, "<u8", count=stored, offset=_HEADER.size)
         window._size, window._next = size, nxt
         return window

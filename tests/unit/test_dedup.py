@@ -27,12 +27,13 @@ def test_every_id_among_the_last_n_remembered_is_detected(capacity, remembered):
 
 @SETTINGS
 @given(capacities, ids)
-def test_codec_round_trip_and_size_is_fixed_by_capacity(capacity, remembered):
+def test_codec_round_trip_and_size_is_bounded_by_capacity(capacity, remembered):
     window = DedupWindow(capacity)
     for message_id in remembered:
         window.remember(message_id)
     data = window.encode()
-    assert len(data) == 8 + 8 * capacity  # never grows with the number of messages
+    # the ids remembered so far, never more than the capacity's
+    assert len(data) == 8 + 8 * min(len(remembered), capacity)
     assert len(window) == min(len(remembered), capacity)
     decoded = DedupWindow.decode(data)
     assert decoded == window
@@ -74,6 +75,22 @@ def test_never_seen_ids_are_not_reported():
     assert not any(window.seen_before(f"out-{i}") for i in range(1_000))
 
 
+def test_version_1_state_the_whole_ring_is_still_read():
+    window = DedupWindow(capacity=4)
+    for message_id in ("a", "b"):
+        window.remember(message_id)
+    v1 = struct.pack("<BxHHH", 1, 4, 2, 2) + window._ring.tobytes()  # v1 stored all 4 slots
+    decoded = DedupWindow.decode(v1)
+    assert decoded == window and decoded.seen_before("b") and not decoded.seen_before("c")
+    assert len(decoded.encode()) == 8 + 8 * 2  # written back as v2
+
+
+def test_a_key_with_one_message_stores_16_bytes_not_the_whole_ring():
+    window = DedupWindow()
+    window.remember("o-1")
+    assert len(window.encode()) == 16
+
+
 def test_empty_state_decodes_to_an_empty_window():
     assert len(DedupWindow.decode(None, capacity=16)) == 0
     assert DedupWindow.decode(b"", capacity=16).capacity == 16
@@ -83,8 +100,10 @@ def test_empty_state_decodes_to_an_empty_window():
     "data",
     [
         b"\x01\x00",  # shorter than the header
-        struct.pack("<BxHHH", 2, 1, 0, 0) + bytes(8),  # unknown version
-        struct.pack("<BxHHH", 1, 2, 0, 0) + bytes(8),  # body too short for capacity 2
+        struct.pack("<BxHHH", 3, 1, 0, 0) + bytes(8),  # unknown version
+        struct.pack("<BxHHH", 1, 2, 0, 0) + bytes(8),  # v1: body too short for capacity 2
+        struct.pack("<BxHHH", 2, 4, 2, 2) + bytes(8),  # v2: body too short for 2 ids
+        struct.pack("<BxHHH", 2, 4, 1, 3) + bytes(8),  # v2: not full, next slot is not size
         struct.pack("<BxHHH", 1, 1, 2, 0) + bytes(8),  # size above capacity
         struct.pack("<BxHHH", 1, 1, 1, 1) + bytes(8),  # next slot outside the ring
     ],
