@@ -41,6 +41,9 @@ class Settings:
     # (changelogs, delta metrics, scores, dead letters: batched into few produce requests)
     decision_linger_ms: float = 1.0
     output_linger_ms: float = 20.0
+    # the longest a fetch of the worker's consumer waits at the broker for records (Faust's own
+    # 1,500 ms queued a steady input behind empty fetches: ``worker/fetching.py``)
+    fetch_max_wait_ms: int = 20
     rocksdb_memory_mb: int = 32  # all RocksDB stores' cache + memtables (0: Faust's defaults)
     bulk_restore_min_records: int = 5_000  # gaps this long are restored in bulk (0: never)
     malloc_arenas: int = 2  # glibc malloc arenas of the worker (0: glibc's default, 8 per core)
@@ -77,6 +80,7 @@ class Settings:
             decision_linger_ms=float(env.get("STREAM_APP_DECISION_LINGER_MS",
                                              s.decision_linger_ms)),
             output_linger_ms=float(env.get("STREAM_APP_OUTPUT_LINGER_MS", s.output_linger_ms)),
+            fetch_max_wait_ms=int(env.get("STREAM_APP_FETCH_MAX_WAIT_MS", s.fetch_max_wait_ms)),
             rocksdb_memory_mb=int(env.get("STREAM_APP_ROCKSDB_MEMORY_MB", s.rocksdb_memory_mb)),
             bulk_restore_min_records=int(env.get("STREAM_APP_BULK_RESTORE_MIN_RECORDS",
                                                  s.bulk_restore_min_records)),

@@ -162,14 +162,18 @@ def run_librdkafka(settings: Settings, fanout: Fanout) -> None:
 
 def run_faust(settings: Settings, fanout: Fanout) -> None:
     """faust-streaming's consumer and agents, as ``worker/app.py`` runs them (uvloop, the same
-    commit settings, the outputs flushed before every commit), with the relay as the handler."""
+    commit settings and fetch wait, the outputs flushed before every commit), with the relay as
+    the handler."""
     import faust
     import mode.loop
+
+    from stream_app.worker import fetching
 
     try:
         mode.loop.use("uvloop")
     except ImportError:
         pass
+    fetching.install(settings.fetch_max_wait_ms)  # as the worker's
     app = faust.App(settings.app_id, broker=f"kafka://{settings.bootstrap_servers}",
                     topic_partitions=settings.partitions, web_enabled=False,
                     key_serializer="raw", value_serializer="raw", datadir=str(settings.data_dir),

@@ -31,7 +31,7 @@ from stream_app.core.feedback import PendingCodecError, PendingDecision
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.population import PopulationState
 from stream_app.policies import beta_max
-from stream_app.worker import checkpoints, collector, memory, seeking, storage
+from stream_app.worker import checkpoints, collector, fetching, memory, seeking, storage
 from stream_app.worker.output import Output
 from stream_app.worker.tables import Tables, faust_tables
 from stream_app.deadletter import dead_letter
@@ -58,6 +58,7 @@ def build_app(settings: Settings) -> faust.App:
     contract = Contract.load(max_bytes=settings.max_message_bytes)
     if settings.rocksdb_memory_mb:  # 0: Faust's own RocksDB options (no shared budget)
         storage.configure(settings.rocksdb_memory_mb, settings.bulk_restore_min_records)
+    fetching.install(settings.fetch_max_wait_ms)  # before Faust creates its consumer
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
