@@ -116,12 +116,8 @@ class DedupWindow:
         """Decode stored state; ``None`` or empty gives an empty window of ``capacity``."""
         if not data:
             return cls(capacity)
-        if len(data) < _HEADER.size:
-            raise DedupCodecError("dedup state shorter than its header")
-        version = data[0]
-        if version not in _VERSIONS:
-            raise DedupCodecError(f"unknown dedup state version {version}")
-        _, cap, size, nxt = read_header(data, _HEADER, version, DedupCodecError, "dedup state")
+        version, cap, size, nxt = read_header(data, _HEADER, _VERSIONS, DedupCodecError,
+                                              "dedup state")
         stored = cap if version == 1 else size
         if (len(data) != _HEADER.size + 8 * stored or cap == 0 or size > cap or nxt >= cap
                 or (version == 2 and size < cap and nxt != size)):
