@@ -5,7 +5,8 @@ One table read and one write per event for the customer's behaviour (the Beta ar
 own table, shared with the partition's pooled arms). The codec is a 6-byte header (version,
 flags, profile length, history length), the profile's fixed-size encoding, the contact
 history's, then the interaction window's; never a pickle. Size: ``PROFILE_BYTES`` (488) + 6 +
-(4 + 16 per remembered contact) + (8 + 8 per remembered interaction id, at most ``RECENT_EVENTS`` = 8).
+(8 + 13 per remembered contact) + (8 + 8 per remembered interaction id, at most
+``RECENT_EVENTS`` = 8).
 
 **Interactions are applied once.** Kafka delivers at least once: after a crash or a rebalance
 the messages since the last committed offset are read again, and a producer retry can write one
