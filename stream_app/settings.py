@@ -37,6 +37,10 @@ class Settings:
     # costs tens of ms of the event loop, so counted in events alone its cost would grow with
     # the event rate (0: every checkpoint_every events)
     checkpoint_min_interval_s: float = 30.0
+    # micro-batches: an agent hands its partitions the records it took, at most batch_max of
+    # them, or what arrived within batch_within_ms when fewer came
+    batch_max: int = 256
+    batch_within_ms: float = 5.0
     # the worker's producer lingers: decisions (a channel waits for them), everything else
     # (changelogs, delta metrics, scores, dead letters: batched into few produce requests)
     decision_linger_ms: float = 1.0
@@ -77,6 +81,8 @@ class Settings:
             checkpoint_every=int(env.get("STREAM_APP_CHECKPOINT_EVERY", s.checkpoint_every)),
             checkpoint_min_interval_s=float(env.get("STREAM_APP_CHECKPOINT_MIN_INTERVAL_S",
                                                     s.checkpoint_min_interval_s)),
+            batch_max=int(env.get("STREAM_APP_BATCH_MAX", s.batch_max)),
+            batch_within_ms=float(env.get("STREAM_APP_BATCH_WITHIN_MS", s.batch_within_ms)),
             decision_linger_ms=float(env.get("STREAM_APP_DECISION_LINGER_MS",
                                              s.decision_linger_ms)),
             output_linger_ms=float(env.get("STREAM_APP_OUTPUT_LINGER_MS", s.output_linger_ms)),

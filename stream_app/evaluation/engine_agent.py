@@ -1,13 +1,13 @@
-"""The engine itself as a benchmark agent: the real ``Decider``, in-process, one partition.
+"""The engine itself as a benchmark agent: the worker's partition engine, in-process.
 
-State is kept in dicts exactly as the worker keys its tables (``worker/app.py``): customer state
-and customer arms by customer id, segment arms by the decision's segment string
-(``segment_of(request, profile.segment)``), one population arms object and one
-``PopulationState`` (the partition's models, contextual arms). Every simulator interaction goes
-through ``decider.observe`` (profiles, online segments, models), every request through
-``decider.decide`` (segment, routing, business rules, policy) and every answer through
-``decider.learn``; an offer the customer ignored is settled by ``decider.expire``, as the
-attribution timer would (here at once: the benchmark measures learning, not the timer).
+``EngineAgent`` drives one ``PartitionSession`` (``partition/session.py``, the class the worker
+runs for each of its partitions) over a ``DictStore``, with every simulator message encoded as
+the JSON a topic would carry: every interaction goes through the session's interactions path
+(profiles, online segments, models), every request through its decision path (segment,
+routing, business rules, policy) and every answer through its outcomes path. An offer the
+customer ignored is settled by the session's own attribution timer: the agent moves the
+partition's event time to the end of the decision's attribution window (``tick``), as the next
+message would in the worker.
 
 A ``no_action`` decision (every offer removed by a business rule, e.g. "not the same offer
 twice in 24 h") shows nothing: ``act`` returns ``None`` and the benchmark counts reward 0.
@@ -16,6 +16,8 @@ twice in 24 h") shows nothing: ``act`` returns ``None`` and the benchmark counts
 the profile, the online segments and the arms, never the engagement / churn / capacity /
 propensity scores, so they are the same, several times faster (a test checks this).
 
+>>> from stream_app.core.arms import Arms
+>>> from stream_app.partition.session import POPULATION_KEY
 >>> from stream_app.simulator import Population, Simulation, default_engine_config
 >>> sim = Simulation(Population(seed=4, n_customers=30), days=1.0)
 >>> agent = EngineAgent(default_engine_config(), seed=1)
@@ -23,8 +25,9 @@ propensity scores, so they are the same, several times faster (a test checks thi
 >>> offer, propensity = agent.act(req, sim.candidates(req), None)
 >>> offer in sim.candidates(req) and 0.0 < propensity <= 1.0
 True
->>> agent.learn_outcome(req, offer, None)   # ignored: expired at once, arms learn a 0
->>> float(agent.pooled.evidence(agent.decider.config.offer_keys, req["ts"], None)[1].sum())
+>>> agent.learn_outcome(req, offer, None)   # ignored: its attribution timer fires
+>>> pooled = Arms.decode(agent.store.get("arms", POPULATION_KEY))
+>>> float(pooled.evidence(agent.decider.config.offer_keys, req["ts"], None)[1].sum())
 1.0
 """
 
@@ -34,13 +37,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from stream_app.core.arms import Arms
+import orjson
+
 from stream_app.core.catalogue import EngineConfig, parse_config
-from stream_app.core.customer import CustomerState
-from stream_app.core.decision import Decider, Evidence, Learned, segment_of
-from stream_app.core.feedback import PendingDecision
+from stream_app.core.decision import Decider, decision_id_for
 from stream_app.core.population import PopulationState
 from stream_app.models.suite import ModelSuite, SuiteConfig
+from stream_app.partition import DictStore, InputRecord, PartitionSession
 
 Request = Mapping[str, Any]
 # The cheapest candidates: one linear model per score, the running mean for capacity.
@@ -49,74 +52,58 @@ LIGHT_SUITE = SuiteConfig(classifiers=("logreg",), propensity_classifiers=("logr
 
 
 class EngineAgent:
-    """``Decider`` + dict-backed state of one partition, behind the benchmark's agent protocol."""
+    """A ``PartitionSession`` on dicts behind the benchmark's agent protocol."""
 
     def __init__(self, config: EngineConfig | Mapping[str, Any], seed: int = 0,
                  name: str = "engine", suite: SuiteConfig | None = None) -> None:
         cfg = config if isinstance(config, EngineConfig) else parse_config(config)
         self.decider = Decider(cfg, seed)
         self.name = name
-        self.population = PopulationState(
-            ModelSuite(replace(suite, seed=seed)) if suite is not None else None, seed=seed)
-        self.customers: dict[str, CustomerState] = {}
-        self.arms: dict[str, Arms] = {}  # customer id -> arms
-        self.segments: dict[str, Arms] = {}  # segment -> arms
-        self.pooled = Arms.empty()  # the partition's population arms
-        self._pending: dict[str, PendingDecision] = {}  # request id -> open decision
+        self.store = DictStore()
+        population = None if suite is None else PopulationState(
+            ModelSuite(replace(suite, seed=seed)), seed=seed)
+        self.session = PartitionSession(0, self.store, lambda: self.decider, seed=seed,
+                                        population=population)
+        self._expires: dict[str, int] = {}  # request id -> end of its decision's window
         self.decisions = 0
         self.no_actions = 0
 
-    # -- state, keyed as the worker keys its tables --------------------------------------------
-    def _customer(self, cid: str) -> CustomerState:
-        return self.customers.get(cid) or CustomerState.empty()
-
-    def _evidence(self, cid: str, segment: str) -> Evidence:
-        return Evidence(self.arms.get(cid, Arms.empty()),
-                        self.segments.get(segment, Arms.empty()), self.pooled)
-
-    def _store(self, learned: Learned) -> None:
-        p = learned.pending
-        self.arms[p.customer_id] = learned.evidence.customer
-        self.segments[p.segment] = learned.evidence.segment
-        self.pooled = learned.evidence.population
-        self.customers[p.customer_id] = learned.customer
+    def _send(self, source: str, message: Mapping[str, Any]) -> Any:
+        record = InputRecord(message["customer_id"].encode(), orjson.dumps(message))
+        emitted = self.session.process(source, [record])
+        if emitted.dead_letters:
+            raise ValueError(f"{source}: the engine dead-lettered {dict(message)!r}: "
+                             f"{orjson.loads(emitted.records[-1][2])['reason']}")
+        return emitted
 
     # -- the agent protocol --------------------------------------------------------------------
     def observe(self, interaction: Mapping[str, Any]) -> None:
-        cid = interaction["customer_id"]
-        observed = self.decider.observe(self._customer(cid), interaction, self.population)
-        self.customers[cid] = observed.customer
+        self._send("interactions", interaction)
 
     def act(self, request: Request, candidates: tuple[str, ...], rng: Any
             ) -> tuple[str | None, float]:
         """The engine's offer and its propensity, or ``(None, 1.0)`` for ``no_action``."""
-        cid = request["customer_id"]
-        customer = self._customer(cid)
-        segment = segment_of(request, customer.profile.segment)
-        decided = self.decider.decide(request, customer, self._evidence(cid, segment),
-                                      self.population)
+        decision = self._send("decision-requests", request).decisions[0]
         self.decisions += 1
-        if decided.pending is None:
+        if decision["action"] != "offer":
             self.no_actions += 1
             return None, 1.0
-        self._pending[request["request_id"]] = decided.pending
-        self.customers[cid] = decided.customer
-        return decided.decision["offer_id"], float(decided.decision["propensity"])
+        window = self.decider.config.use_cases[decision["use_case"]].attribution_window_s
+        self._expires[request["request_id"]] = int(decision["ts"]) + int(round(window * 1000))
+        return decision["offer_id"], float(decision["propensity"])
 
     def learn_outcome(self, request: Request, offer_id: str | None,
                       outcome: Mapping[str, Any] | None) -> None:
-        """Join the simulator's answer (``None``: ignored) to the engine's pending decision."""
-        pending = self._pending.pop(request["request_id"], None)
-        if pending is None:
+        """Send the simulator's answer for the engine's decision (``None``: ignored, settled
+        when its attribution window ends)."""
+        expires = self._expires.pop(request["request_id"], None)
+        if expires is None:
             return
-        cid = pending.customer_id
-        evidence, customer = self._evidence(cid, pending.segment), self._customer(cid)
         if outcome is None:
-            learned = self.decider.expire(evidence, customer, pending, self.population)
+            self.session.tick(expires)
         else:
-            outcome = {**outcome, "decision_id": pending.decision_id}
-            learned = self.decider.learn(evidence, customer, pending, outcome, self.population)
-        self._store(learned)
+            self._send("outcomes", {**outcome,
+                                    "decision_id": decision_id_for(request["request_id"])})
 
     def learn(self, request: Request, offer_id: str | None, reward: float) -> None:
         """Reward-only feedback (for callers without outcomes): 1 accepted, 0 ignored."""
@@ -124,6 +111,10 @@ class EngineAgent:
             "outcome_id": f"oc-{request['request_id']}", "customer_id": request["customer_id"],
             "ts": int(request["ts"]), "type": "accepted", "value": 0.0}
         self.learn_outcome(request, offer_id, outcome)
+
+    @property
+    def population(self) -> PopulationState:
+        return self.session.population
 
     @property
     def no_action_rate(self) -> float:

@@ -1,49 +1,38 @@
-"""The Faust worker: short loops of decode -> load state -> call the core -> store -> send.
+"""The Faust worker: agents take micro-batches of the input topics and hand each partition's
+share to its ``PartitionSession`` (``partition/session.py``), which does all the work; the
+worker sends what the sessions return and writes their tables once per batch.
 
 Tables (RocksDB through rocksdict, changelog-backed, so a restarted or rebalanced worker
-recovers them): ``customers`` (customer id -> profile + contact history, ``CustomerState``),
-``arms`` (customer id -> packed Beta evidence, plus the partition-local segment and population
-arms), ``pending`` (decision id -> the decision an outcome will be joined to), ``seen``
-(customer -> the outcome ids already applied) and ``models`` (the partition's population state:
-River models, contextual arms, experiment statistics, shadow estimators; checkpointed every
-``checkpoint_every`` events of the partition, at most once every ``checkpoint_min_interval_s``,
-see ``core/population.py``). The input topics are
-co-partitioned by customer id, so a customer's requests, interactions, outcomes and state meet
-on one worker.
+recovers them) are the session's (``partition.TABLES``), reached through ``worker/tables.py``:
+writes held until the batch is done, one RocksDB write batch per store, one changelog record
+per key. The input topics are co-partitioned by customer id, so a customer's requests,
+interactions, outcomes and state meet on one worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import struct
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
-import orjson
 import structlog
 
-from stream_app.core.arms import Arms
-from stream_app.core.customer import CustomerCodecError, CustomerState
-from stream_app.core.dedup import DedupWindow
-from stream_app.core.feedback import PendingCodecError, PendingDecision
-from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
-from stream_app.core.population import PopulationState
+from stream_app.core.decision import Decider
+from stream_app.partition import SOURCES, TABLES, InputRecord, PartitionSession
 from stream_app.policies import beta_max
-from stream_app.worker import checkpoints, collector, fetching, memory, seeking, storage
+from stream_app.schemas import Contract
+from stream_app.settings import Settings
+from stream_app.worker import collector, fetching, memory, seeking, storage
+from stream_app.worker.config_feed import ConfigFeed
 from stream_app.worker.output import Output
 from stream_app.worker.tables import Tables, faust_tables
-from stream_app.deadletter import dead_letter
-from stream_app.schemas import Contract, InvalidMessage
-from stream_app.settings import Settings
-from stream_app.worker.config_feed import ConfigFeed
-from stream_app.worker.partition_clock import PartitionClock, pack_pending, unpack_pending
-
-POPULATION_KEY = b"\x00population"  # partition-local population arms
-SEGMENT_KEY = b"\x00segment:"  # partition-local segment arms
 
 log = structlog.get_logger("stream_app.worker")
+
+AGENT_NAMES = {"decision-requests": "answer", "outcomes": "learn", "interactions": "observe"}
 
 
 def _dumps(obj: Any) -> bytes:
@@ -55,6 +44,11 @@ def _now_ms() -> int:
 
 
 def build_app(settings: Settings) -> faust.App:
+    """The Faust app: one agent per input topic takes micro-batches of records and hands each
+    partition's share to that partition's ``PartitionSession``; everything a session returns
+    is sent through the worker's librdkafka producer. The rest is plumbing: the tables, the
+    config feed, offsets committed only after the state and outputs they cover are
+    acknowledged, hand-over of revoked partitions, the last checkpoint at a clean stop."""
     contract = Contract.load(max_bytes=settings.max_message_bytes)
     if settings.rocksdb_memory_mb:  # 0: Faust's own RocksDB options (no shared budget)
         storage.configure(settings.rocksdb_memory_mb, settings.bulk_restore_min_records)
@@ -82,45 +76,40 @@ def build_app(settings: Settings) -> faust.App:
         return app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw")
 
-    requests, outcomes, interactions = topic("decision-requests"), topic("outcomes"), topic("interactions")
-
     faust_table = {name: app.Table(name, default=None, partitions=settings.partitions,
-                                   key_type=bytes, value_type=bytes)
-                   for name in ("arms", "pending", "seen", "customers", "models")}
+                                   key_type=bytes, value_type=bytes) for name in TABLES}
     changelogs = faust_tables(faust_table)
     # everything the worker writes goes through librdkafka (two lanes: decisions, the rest), and
-    # table writes are grouped per event-loop tick (``worker/tables.py``, ``worker/output.py``)
-    decisions, deltas = settings.topic("decisions"), settings.topic("delta-metrics")
+    # table writes are held until the next flush (``worker/tables.py``, ``worker/output.py``)
     output = Output(settings.bootstrap_servers, linger_ms=settings.decision_linger_ms,
-                    bulk_linger_ms=settings.output_linger_ms, urgent_topics=frozenset({decisions}),
+                    bulk_linger_ms=settings.output_linger_ms,
+                    urgent_topics=frozenset({settings.topic("decisions")}),
                     tracked_topics=frozenset(topic for topic, _ in changelogs.values()))
     tables = Tables(changelogs, output)
-    dead, scores_topic = settings.topic("dead-letter"), settings.topic("customer-scores")
-    config_topic = settings.topic("engine-config")
 
     feed = ConfigFeed(settings.bootstrap_servers, settings.topic("engine-config"),
                       settings.topic("dead-letter"), contract)
     state: dict[str, Any] = {"decider": None}
     feed.on_change.append(lambda cfg: state.__setitem__("decider", Decider(cfg, settings.seed)))
 
-    def reject_event(reason: str, event: faust.EventT) -> None:
-        m = event.message
-        ts = int(m.timestamp * 1000) if isinstance(m.timestamp, float) else m.timestamp
-        letter = dead_letter(reason, topic=m.topic, partition=m.partition, offset=m.offset,
-                             timestamp=ts, key=m.key, value=m.value, failed_at=_now_ms())
-        log.warning("dead_letter", reason=letter["reason"], topic=m.topic, offset=m.offset)
-        output.send(dead, m.key, _dumps(letter))
+    def after_restore() -> None:
+        if settings.gc_freeze:  # long-lived: no collection needs to walk them again
+            gc.freeze()
 
-    async def config_loaded() -> None:
-        while not feed.loaded.is_set():
-            await asyncio.sleep(0.02)
+    sessions: dict[int, PartitionSession] = {}
 
-    def decode(name: str, event: faust.EventT) -> dict[str, Any]:
-        msg = contract.decode(name, event.message.value)
-        key = event.message.key
-        if key is None or key.decode("utf-8", "replace") != msg["customer_id"]:
-            raise InvalidMessage("message key must be the customer_id (co-partitioning)")
-        return msg
+    def session_for(partition: int) -> PartitionSession:
+        """The partition's session: made on its first batch since start / assignment, so its
+        tables are recovered before it reads them."""
+        session = sessions.get(partition)
+        if session is None:
+            session = sessions[partition] = PartitionSession(
+                partition, tables.partition(partition), lambda: state["decider"],
+                topic=settings.topic, contract=contract, seed=settings.seed,
+                checkpoint_every=settings.checkpoint_every,
+                checkpoint_min_interval_s=settings.checkpoint_min_interval_s,
+                on_restored=after_restore)
+        return session
 
     @app.on_before_shutdown.connect
     def stop_feed(app: faust.App, **kwargs: Any) -> None:
@@ -149,20 +138,6 @@ def build_app(settings: Settings) -> faust.App:
         await faust_flush()
 
     faust_producer.flush = flush_before_commit  # type: ignore[method-assign]
-
-    flush_due = [False]
-
-    def flush_tick() -> None:
-        flush_due[0] = False
-        tables.flush()
-        output.poll()
-
-    def flush_soon() -> None:
-        """Write the tables once the event loop has run what is ready (one flush per tick: the
-        events processed meanwhile share it)."""
-        if not flush_due[0]:
-            flush_due[0] = True
-            asyncio.get_running_loop().call_soon(flush_tick)
 
     feed.start()
 
@@ -194,218 +169,26 @@ def build_app(settings: Settings) -> faust.App:
             """What the worker's memory is made of (``worker/memory.py``), for operators."""
             log.info("memory", **memory_report(memory.store_databases(app.tables.values())))
 
-    async def guarded(handler: Any, event: faust.EventT) -> None:
-        """An unexpected error costs one message (dead-lettered with the reason), never the agent."""
-        if not feed.loaded.is_set():
-            await config_loaded()
-        try:
-            handler(event)
-        except Exception as exc:  # noqa: BLE001
-            log.exception("processing_failed", topic=event.message.topic, offset=event.message.offset)
-            reject_event(f"internal error: {type(exc).__name__}: {exc}", event)
-        flush_soon()
+    async def handle(source: str, events: Sequence[faust.EventT]) -> None:
+        """Hand each partition its share of a batch (in order), send what the sessions return,
+        then write the tables once for the whole batch."""
+        while not feed.loaded.is_set():  # the config is read before the first record
+            await asyncio.sleep(0.02)
+        shares: dict[int, list[InputRecord]] = {}
+        for event in events:
+            m = event.message
+            ts = m.timestamp
+            shares.setdefault(m.partition, []).append(InputRecord(
+                m.key, m.value, m.offset, int(ts * 1000) if isinstance(ts, float) else ts,
+                m.topic))
+        send = output.send
+        for partition, records in shares.items():
+            for topic_name, key, value in session_for(partition).process(source, records).records:
+                send(topic_name, key, value)
+        tables.flush()
+        output.poll()
 
-    def accept(name: str, event: faust.EventT) -> tuple[dict[str, Any], Decider] | None:
-        """Decode and validate (the config has loaded); dead-letter what cannot be used."""
-        try:
-            message = decode(name, event)
-        except InvalidMessage as exc:
-            reject_event(str(exc), event)
-            return None
-        decider: Decider | None = state["decider"]
-        if decider is None:
-            reject_event("no engine config in force: publish one to engine-config", event)
-            return None
-        return message, decider
-
-    clocks: dict[int, PartitionClock] = {}
-
-    def clock_for(partition: int) -> PartitionClock:
-        clock = clocks.get(partition)
-        if clock is None:  # first event of this partition since start / rebalance
-            clock = clocks[partition] = PartitionClock()
-            unreadable = 0
-            for _, raw in tables.items("pending", partition):
-                try:
-                    p, pending = unpack_pending(raw)
-                except (PendingCodecError, struct.error):
-                    unreadable += 1  # written by an incompatible version: never joined again
-                    continue
-                if p == partition:
-                    clock.schedule(pending)
-            if unreadable:
-                log.warning("pending_unreadable", partition=partition, count=unreadable)
-        return clock
-
-    populations: dict[int, PopulationState] = {}
-    schedule = checkpoints.Schedule(settings.checkpoint_every, settings.checkpoint_min_interval_s)
-
-    def population_for(partition: int) -> PopulationState:
-        """The partition's population learners: restored from its checkpoint on the first event
-        since start / rebalance (the table reads the current event's partition)."""
-        population = populations.get(partition)
-        if population is None:
-            try:
-                population = checkpoints.load(tables.partition("models", partition))
-            except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint: learn afresh
-                log.warning("checkpoint_unreadable", partition=partition, error=str(exc))
-                population = None
-            if population is None:
-                population = PopulationState(seed=settings.seed)
-            else:
-                log.info("checkpoint_restored", partition=partition,
-                         model_version=population.suite.version)
-                if settings.gc_freeze:  # long-lived: no collection needs to walk them again
-                    gc.freeze()
-            populations[partition] = population
-            schedule.loaded(partition)
-        return population
-
-    def learned_from(partition: int) -> PopulationState:
-        """Count one learning event; checkpoint the partition's population every
-        ``checkpoint_every`` of them, but not more often than every ``checkpoint_min_interval_s``."""
-        population = population_for(partition)
-        if schedule.count(partition):
-            started = time.perf_counter()
-            stored = checkpoint_now([partition])
-            if stored:
-                log.info("checkpoint_stored", partition=partition,
-                         model_version=stored[str(partition)],
-                         ms=round((time.perf_counter() - started) * 1000, 1))
-        return population
-
-    def checkpoint_now(parts: Any) -> dict[str, str]:
-        """Checkpoint the population state of the partitions this worker has in memory (decisions
-        change it too: experiment exposures); returns partition -> the model version stored."""
-        stored: dict[str, str] = {}
-        for partition in parts:
-            population = populations.get(partition)
-            if population is None:
-                continue
-            try:
-                checkpoints.store(tables.partition("models", partition), population)
-            except Exception as exc:  # noqa: BLE001 - the event itself was processed: keep it
-                # e.g. the changelog topic's metadata not known yet right after start-up; the
-                # last checkpoint stands, the next one (schedule, hand-over, stop) tries again
-                log.warning("checkpoint_failed", partition=partition, error=str(exc))
-                continue
-            schedule.stored(partition)
-            stored[str(partition)] = population.suite.version
-        return stored
-
-    def load_customer(partition: int, customer_id: str) -> CustomerState:
-        try:
-            return CustomerState.decode(tables.get("customers", partition, customer_id.encode()))
-        except CustomerCodecError as exc:  # written by an incompatible version: start over
-            log.warning("customer_unreadable", customer_id=customer_id, error=str(exc))
-            return CustomerState.empty()
-
-    def store_customer(partition: int, customer_id: str, customer: CustomerState) -> None:
-        tables.set("customers", partition, customer_id.encode(), customer.encode())
-
-    # The partition's segment and population arms are read by every decision and settlement:
-    # they are cached in memory (read once from the table per partition since start) and
-    # written through to the table whenever they change, so the table stays exact.
-    pooled: dict[int, dict[bytes, Arms]] = {}
-
-    def pooled_arms(partition: int, key: bytes) -> Arms:
-        rows = pooled.setdefault(partition, {})
-        arms = rows.get(key)
-        if arms is None:
-            arms = rows[key] = Arms.decode(tables.get("arms", partition, key))
-        return arms
-
-    def load_evidence(partition: int, customer_id: str, segment: str) -> Evidence:
-        return Evidence(Arms.decode(tables.get("arms", partition, customer_id.encode())),
-                        pooled_arms(partition, SEGMENT_KEY + segment.encode()),
-                        pooled_arms(partition, POPULATION_KEY))
-
-    def store_evidence(partition: int, customer_id: str, segment: str, evidence: Evidence) -> None:
-        tables.set("arms", partition, customer_id.encode(), evidence.customer.encode())
-        rows = pooled.setdefault(partition, {})
-        for key, arms in ((SEGMENT_KEY + segment.encode(), evidence.segment),
-                          (POPULATION_KEY, evidence.population)):
-            rows[key] = arms
-            tables.set("arms", partition, key, arms.encode())
-
-    def publish(clock: PartitionClock, records: tuple[dict, ...] | list[dict]) -> None:
-        for record in records:
-            if record.get("kind") == "outcome":
-                clock.rollups.add(record)
-                output.send(deltas, record["customer_id"].encode(), _dumps(record))
-            else:  # drift and other population-level records
-                output.send(deltas, record["kind"].encode(), _dumps(record))
-
-    def keep(partition: int, clock: PartitionClock, pending: PendingDecision) -> None:
-        """Store a pending decision and set its timer (expiry while open, forgetting once settled)."""
-        tables.set("pending", partition, pending.decision_id.encode(), pack_pending(partition, pending))
-        clock.schedule(pending)
-
-    def settle(partition: int, clock: PartitionClock, learned: Learned) -> None:
-        """Store what an outcome or an expired window taught, keep the decision, publish deltas."""
-        store_evidence(partition, learned.pending.customer_id, learned.pending.segment,
-                       learned.evidence)
-        store_customer(partition, learned.pending.customer_id, learned.customer)
-        keep(partition, clock, learned.pending)
-        publish(clock, learned.records)
-        learned_from(partition)
-
-    def advance(partition: int, ts: int, decider: Decider) -> PartitionClock:
-        """Move the partition's event time: fire due attribution timers, close roll-up windows."""
-        clock = clock_for(partition)
-        for decision_id in clock.timers.advance(ts):
-            key = decision_id.encode()
-            raw = tables.get("pending", partition, key)
-            if raw is None:
-                continue
-            _, pending = unpack_pending(raw)
-            if pending.is_settled:  # grace period over: late outcomes are no longer recognised
-                tables.delete("pending", partition, key)
-                continue
-            settle(partition, clock, decider.expire(
-                load_evidence(partition, pending.customer_id, pending.segment),
-                load_customer(partition, pending.customer_id), pending, population_for(partition)))
-        closed = clock.rollups.flush(clock.timers.watermark_ms)
-        for rollup in closed:
-            output.send(deltas, b"rollup", _dumps(rollup))
-        if closed:  # a roll-up window closed: publish the partition's in-stream statistics
-            publish_snapshots(partition, clock.timers.watermark_ms, decider)
-        return clock
-
-    def publish_snapshots(partition: int, ts: int, decider: Decider) -> None:
-        records, due = decider.snapshots(population_for(partition), ts, partition)
-        for record in records:
-            output.send(deltas, record["kind"].encode(), _dumps(record))
-        for key in due:  # automatic promotion: a config change like any other, audited
-            doc = decider.promoted_config(key)
-            log.info("challenger_promoted", challenger=key, version=doc["version"])
-            output.send(config_topic, b"engine", _dumps(doc))
-
-    def handle_answer(event: faust.EventT) -> None:
-        started = time.perf_counter()
-        accepted = accept("decision-requests", event)
-        if accepted is None:
-            return
-        request, decider = accepted
-        partition = event.message.partition
-        clock = advance(partition, request["ts"], decider)
-        if tables.get("pending", partition,
-                      decision_id_for(request["request_id"]).encode()) is not None:
-            log.info("request_duplicate", request_id=request["request_id"])
-            return
-        cid = request["customer_id"]
-        customer = load_customer(partition, cid)
-        segment = segment_of(request, customer.profile.segment)
-        decided = decider.decide(request, customer, load_evidence(partition, cid, segment),
-                                 population_for(partition))
-        if decided.pending is not None:
-            keep(partition, clock, decided.pending)
-            store_customer(partition, cid, decided.customer)
-        decision = decided.decision
-        decision["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
-        output.send(decisions, cid.encode(), _dumps(decision))
-
-    inputs = {requests.get_topic_name(), outcomes.get_topic_name(), interactions.get_topic_name()}
+    inputs = {settings.topic(name) for name in SOURCES}
 
     # After a rebalance, and after dropping records fetched while the flow was stopped, Faust
     # seeks only the committed input partitions back: the others are sought back too
@@ -423,14 +206,14 @@ def build_app(settings: Settings) -> faust.App:
     async def hand_over(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         """Partitions leave this worker: checkpoint their population state (so the next owner
         resumes from what was learned here, not from the last periodic checkpoint), write it out
-        and forget their in-memory state (a partition that comes back is read afresh)."""
+        and forget their sessions (a partition that comes back is read afresh)."""
         parts = sorted({tp.partition for tp in revoked if tp.topic in inputs})
-        handed = checkpoint_now(parts)
+        handed = {}
         for partition in parts:
-            populations.pop(partition, None)
-            clocks.pop(partition, None)
-            pooled.pop(partition, None)
-            schedule.forget(partition)
+            session = sessions.pop(partition, None)
+            version = session.checkpoint() if session is not None else None
+            if version is not None:
+                handed[str(partition)] = version
         await write_out()
         if parts:
             log.info("partitions_revoked", partitions=parts, checkpointed=handed)
@@ -443,9 +226,10 @@ def build_app(settings: Settings) -> faust.App:
 
     async def checkpoint_then_stop_tables() -> None:
         try:
-            if populations:  # Faust stops the tables twice: the first time counts
-                stored = checkpoint_now(sorted(populations))
-                populations.clear()
+            if sessions:  # Faust stops the tables twice: the first time counts
+                stored = {str(p): v for p, s in sorted(sessions.items())
+                          if (v := s.checkpoint()) is not None}
+                sessions.clear()
                 await write_out()
                 log.info("checkpointed_at_shutdown", checkpointed=stored)
         finally:  # the stores are closed whatever happened to the checkpoint
@@ -453,73 +237,17 @@ def build_app(settings: Settings) -> faust.App:
 
     table_manager.stop = checkpoint_then_stop_tables  # type: ignore[method-assign]
 
-    @app.agent(requests)
-    async def answer(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await guarded(handle_answer, event)
+    within = settings.batch_within_ms / 1000.0
 
-    def handle_learn(event: faust.EventT) -> None:
-        accepted = accept("outcomes", event)
-        if accepted is None:
-            return
-        outcome, decider = accepted
-        partition = event.message.partition
-        clock = advance(partition, outcome["ts"], decider)
-        cid = outcome["customer_id"]
-        seen_key = b"o:" + cid.encode()
-        seen = DedupWindow.decode(tables.get("seen", partition, seen_key))
-        if seen.seen_before(outcome["outcome_id"]):
-            log.info("outcome_duplicate", outcome_id=outcome["outcome_id"])
-            return
-        raw = tables.get("pending", partition, outcome["decision_id"].encode())
-        if raw is None:
-            reject_event(f"unknown decision_id {outcome['decision_id']!r} "
-                         "(never made here, or forgotten after its grace period)", event)
-            return
-        _, pending = unpack_pending(raw)
-        if pending.customer_id != cid:
-            reject_event("outcome customer_id differs from its decision's", event)
-            return
-        seen.remember(outcome["outcome_id"])
-        tables.set("seen", partition, seen_key, seen.encode())
-        settle(partition, clock, decider.learn(
-            load_evidence(partition, cid, pending.segment), load_customer(partition, cid), pending,
-            outcome, population_for(partition)))
+    def agent_for(source: str) -> None:
+        async def take(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(settings.batch_max, within):
+                await handle(source, events)
 
-    @app.agent(outcomes)
-    async def learn(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await guarded(handle_learn, event)
+        app.agent(topic(source), name=AGENT_NAMES[source])(take)
 
-    def handle_observe(event: faust.EventT) -> None:
-        accepted = accept("interactions", event)
-        if accepted is None:
-            return
-        interaction, decider = accepted
-        partition = event.message.partition
-        advance(partition, interaction["ts"], decider)
-        cid = interaction["customer_id"]
-        try:
-            observed = decider.observe(load_customer(partition, cid), interaction,
-                                       population_for(partition))
-        except ValueError as exc:  # an interaction the profile cannot take (e.g. a bad amount)
-            reject_event(f"interaction rejected: {exc}", event)
-            return
-        if observed.duplicate:
-            log.info("interaction_duplicate", event_id=interaction["event_id"])
-            return
-        store_customer(partition, cid, observed.customer)
-        learned_from(partition)
-        for record in observed.records:
-            output.send(deltas, record["kind"].encode(), _dumps(record))
-        if observed.scores is not None:
-            output.send(scores_topic, cid.encode(), _dumps(observed.scores))
-
-    @app.agent(interactions)
-    async def observe(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await guarded(handle_observe, event)
-
+    for source in SOURCES:
+        agent_for(source)
     return app
 
 

@@ -40,12 +40,12 @@ before every offset commit, so an input offset is never committed before the sta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from stream_app.worker.restore import OFFSET_KEY
 
-__all__ = ["PartitionTable", "Tables", "faust_tables"]
+__all__ = ["PartitionTables", "Tables", "faust_tables"]
 
 
 def _rocksdict_batch() -> Any:
@@ -73,6 +73,17 @@ class Tables:
             return rows[key]
         return self._store_of[table](partition).get(key)
 
+    def get_many(self, table: str, partition: int, keys: Sequence[bytes]
+                 ) -> list[bytes | None]:
+        """The values of ``keys`` (held writes first, the rest in one multi-get)."""
+        rows = self._dirty.get((table, partition))
+        if not rows:
+            return self._store_of[table](partition).get(list(keys))
+        missing = [key for key in keys if key not in rows]
+        found = dict(zip(missing, self._store_of[table](partition).get(missing))) \
+            if missing else {}
+        return [rows[key] if key in rows else found[key] for key in keys]
+
     def set(self, table: str, partition: int, key: bytes, value: bytes) -> None:
         rows = self._dirty.get((table, partition))
         if rows is None:
@@ -93,8 +104,9 @@ class Tables:
             if value is not None:
                 yield key, value
 
-    def partition(self, table: str, partition: int) -> PartitionTable:
-        return PartitionTable(self, table, partition)
+    def partition(self, partition: int) -> PartitionTables:
+        """The partition's tables, as the partition engine's store."""
+        return PartitionTables(self, partition)
 
     def flush(self) -> int:
         """Write the held writes to the stores and their changelogs; the number of keys."""
@@ -135,20 +147,32 @@ class Tables:
             self._store_of[table](partition).write(batch)
 
 
-class PartitionTable:
-    """One table partition as the mapping checkpoints read and write (``get``, ``[]=``)."""
+class PartitionTables:
+    """One partition of the tables, as the partition engine's store (``PartitionStore``)."""
 
-    __slots__ = ("_tables", "_table", "_partition")
+    __slots__ = ("_tables", "_partition")
 
-    def __init__(self, tables: Tables, table: str, partition: int) -> None:
-        self._tables, self._table, self._partition = tables, table, partition
+    def __init__(self, tables: Tables, partition: int) -> None:
+        self._tables, self._partition = tables, partition
 
-    def get(self, key: bytes, default: Any = None) -> Any:
-        value = self._tables.get(self._table, self._partition, key)
-        return default if value is None else value
+    def get(self, table: str, key: bytes) -> bytes | None:
+        return self._tables.get(table, self._partition, key)
 
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self._tables.set(self._table, self._partition, key, value)
+    def get_many(self, table: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        return self._tables.get_many(table, self._partition, keys)
+
+    def set(self, table: str, key: bytes, value: bytes) -> None:
+        self._tables.set(table, self._partition, key, value)
+
+    def set_many(self, table: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        for key, value in items:
+            self._tables.set(table, self._partition, key, value)
+
+    def delete(self, table: str, key: bytes) -> None:
+        self._tables.delete(table, self._partition, key)
+
+    def items(self, table: str) -> Iterator[tuple[bytes, bytes]]:
+        return self._tables.items(table, self._partition)
 
 
 def faust_tables(tables: Mapping[str, Any]) -> dict[str, tuple[str, Callable[[int], Any]]]:

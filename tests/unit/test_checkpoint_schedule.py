@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_app.worker.checkpoints import Schedule
+from stream_app.partition.checkpoints import Schedule
 
 
 class Clock:

@@ -1,0 +1,226 @@
+"""The partition engine without Kafka: the whole flow of a partition through ``PartitionSession``
+(decisions, outcomes, timers, duplicates, dead letters, restarts, batches), on a ``DictStore``."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_app.bench import core as core_bench_module
+from stream_app.core.arms import Arms
+from stream_app.core.catalogue import parse_config
+from stream_app.core.customer import CustomerState
+from stream_app.core.decision import Decider, decision_id_for
+from stream_app.evaluation import engine_agent
+from stream_app.partition import DictStore, InputRecord, PartitionSession
+from stream_app.partition.session import POPULATION_KEY
+from stream_app.simulator import default_engine_config
+from stream_app.worker import app as worker_app
+
+T0 = 1_764_000_000_000
+WINDOW_MS = 3_600_000  # default_engine_config's attribution window
+
+
+@pytest.fixture(scope="module")
+def decider() -> Decider:
+    return Decider(parse_config(default_engine_config()), seed=3)
+
+
+def session_on(store: DictStore, decider: Decider | None, partition: int = 0) -> PartitionSession:
+    return PartitionSession(partition, store, lambda: decider, seed=3)
+
+
+def rec(message: dict, key: str | None = None, offset: int = 0) -> InputRecord:
+    return InputRecord((key or message["customer_id"]).encode(), orjson.dumps(message), offset,
+                       None, "topic-in")
+
+
+def request(i: int, cid: str = "c1", ts: int = T0) -> dict:
+    return {"request_id": f"r{i}", "customer_id": cid, "ts": ts, "channel": "app",
+            "use_case": "default"}
+
+
+def outcome(i: int, decision_id: str, cid: str = "c1", ts: int = T0 + 1000,
+            kind: str = "clicked") -> dict:
+    return {"outcome_id": f"o{i}", "decision_id": decision_id, "customer_id": cid, "ts": ts,
+            "type": kind}
+
+
+def interaction(i: int, cid: str = "c1", ts: int = T0) -> dict:
+    return {"event_id": f"e{i}", "customer_id": cid, "ts": ts, "type": "transaction",
+            "channel": "app", "amount": 20.0, "category": "groceries", "merchant": "M"}
+
+
+def deltas(emitted) -> list[dict]:
+    return [orjson.loads(v) for t, _, v in emitted.records if t == "delta-metrics"]
+
+
+def letters(emitted) -> list[dict]:
+    return [orjson.loads(v) for t, _, v in emitted.records if t == "dead-letter"]
+
+
+def population_arms(store: DictStore) -> tuple[float, float]:
+    a, b = Arms.decode(store.get("arms", POPULATION_KEY)).evidence(
+        parse_config(default_engine_config()).offer_keys, T0, None)
+    return float(a.sum()), float(b.sum())
+
+
+def test_a_request_is_answered_once_and_its_redelivery_gets_nothing(decider):
+    session = session_on(DictStore(), decider)
+    first = session.process("decision-requests", [rec(request(1))])
+    assert [t for t, _, _ in first.records] == ["decisions"]
+    decision = orjson.loads(first.records[0][2])
+    assert decision == first.decisions[0]
+    assert decision["action"] == "offer" and 0 < decision["propensity"] <= 1
+    assert decision["decision_id"] == decision_id_for("r1")
+    again = session.process("decision-requests", [rec(request(1))])
+    assert again.records == [] and again.duplicates == 1
+
+
+def test_an_outcome_is_learned_once_and_a_stranger_is_dead_lettered(decider):
+    store = DictStore()
+    session = session_on(store, decider)
+    did = session.process("decision-requests", [rec(request(1))]).decisions[0]["decision_id"]
+    learned = session.process("outcomes", [rec(outcome(1, did))])
+    [delta] = deltas(learned)
+    assert delta["kind"] == "outcome" and delta["actual"] == 1.0 and delta["decision_id"] == did
+    assert population_arms(store) == (1.0, 0.0)  # one success, no failure
+    redelivered = session.process("outcomes", [rec(outcome(1, did))])
+    assert redelivered.records == [] and redelivered.duplicates == 1
+    assert population_arms(store) == (1.0, 0.0)
+    unknown = session.process("outcomes", [rec(outcome(2, "dc-nope"))])
+    assert "unknown decision_id" in letters(unknown)[0]["reason"]
+    other = session.process("outcomes", [rec(outcome(3, did, cid="c2"))])
+    assert "differs from its decision" in letters(other)[0]["reason"]
+
+
+def test_an_ignored_offer_is_settled_by_its_timer_exactly_once(decider):
+    store = DictStore()
+    session = session_on(store, decider)
+    session.process("decision-requests", [rec(request(1))])
+    assert session.tick(T0 + WINDOW_MS - 1).records == []  # still inside its window
+    fired = [d for d in deltas(session.tick(T0 + WINDOW_MS)) if d["kind"] == "outcome"]
+    assert [(d["kind"], d["ignored"], d["actual"]) for d in fired] == [("outcome", True, 0.0)]
+    assert population_arms(store) == (0.0, 1.0)
+    later = deltas(session.tick(T0 + 3 * WINDOW_MS))
+    assert [d for d in later if d["kind"] == "outcome"] == []  # forgotten, never settled again
+    assert store.tables["pending"] == {}
+
+
+def test_bad_input_is_dead_lettered_with_its_reason_and_the_batch_goes_on(decider):
+    session = session_on(DictStore(), decider)
+    emitted = session.process("decision-requests", [
+        InputRecord(b"c1", b"not json", 7, 5, "topic-in"),
+        rec(request(1), key="someone-else", offset=8),
+        rec(request(2), offset=9),
+    ])
+    bad = letters(emitted)
+    assert [b["source"]["offset"] for b in bad] == [7, 8]
+    assert "co-partitioning" in bad[1]["reason"]
+    assert [d["request_id"] for d in emitted.decisions] == ["r2"]
+    assert emitted.dead_letters == 2
+
+
+def test_without_a_config_every_record_is_dead_lettered():
+    emitted = session_on(DictStore(), None).process("interactions", [rec(interaction(1))])
+    assert "no engine config" in letters(emitted)[0]["reason"]
+
+
+def test_an_interaction_is_applied_once(decider):
+    store = DictStore()
+    session = session_on(store, decider)
+    session.process("interactions", [rec(interaction(1))])
+    events = CustomerState.decode(store.get("customers", b"c1")).profile.n_events
+    again = session.process("interactions", [rec(interaction(1))])
+    assert again.duplicates == 1
+    assert CustomerState.decode(store.get("customers", b"c1")).profile.n_events == events
+
+
+def test_a_new_session_on_the_same_store_resumes_timers_and_learners(decider):
+    store = DictStore()
+    before = session_on(store, decider)
+    d1 = before.process("decision-requests", [rec(request(1))]).decisions[0]["decision_id"]
+    before.process("decision-requests", [rec(request(2, cid="c2"))])
+    before.process("interactions", [rec(interaction(1))])
+    version = before.checkpoint()
+    assert version is not None
+    after = session_on(store, decider)  # a restart, or the partition's next owner
+    assert after.population.suite.version == version
+    joined = deltas(after.process("outcomes", [rec(outcome(1, d1))]))
+    assert [d["decision_id"] for d in joined] == [d1]
+    fired = deltas(after.tick(T0 + WINDOW_MS))  # c2's decision: its timer was rebuilt
+    assert [(d["customer_id"], d["ignored"]) for d in fired if d["kind"] == "outcome"] == [
+        ("c2", True)]
+
+
+def messages(n_customers: int, rounds: int) -> list[tuple[str, dict]]:
+    """Rounds of interactions, then requests, then outcomes of some of the round's decisions
+    (a customer appears several times per round), in event-time order."""
+    out: list[tuple[str, dict]] = []
+    i = 0
+    for r in range(rounds):
+        ts = T0 + r * 10_000
+        who = [f"c{(r + k) % n_customers}" for k in range(6)]
+        out += [("interactions", interaction(i + k, cid, ts + k)) for k, cid in enumerate(who)]
+        out += [("decision-requests", request(i + k, cid, ts + 10 + k))
+                for k, cid in enumerate(who)]
+        out += [("outcomes", outcome(i + k, decision_id_for(f"r{i + k}"), cid, ts + 500 + k))
+                for k, cid in enumerate(who) if k % 2 == 0]
+        i += len(who)
+    return out
+
+
+def run_in_batches(decider: Decider, msgs: list[tuple[str, dict]], sizes: list[int]
+                   ) -> tuple[list[bytes], dict]:
+    """Hand the messages over in runs of one source, each cut into batches of the given sizes
+    (cycled); the records sent (latency aside) and the final tables."""
+    store = DictStore()
+    session = session_on(store, decider)
+    sent: list[bytes] = []
+    i = k = 0
+    while i < len(msgs):
+        source = msgs[i][0]
+        j = i
+        while j < len(msgs) and msgs[j][0] == source and j - i < sizes[k % len(sizes)]:
+            j += 1
+        k += 1
+        emitted = session.process(source, [rec(m) for _, m in msgs[i:j]])
+        for topic, key, value in emitted.records:
+            doc = orjson.loads(value)
+            doc.pop("latency_ms", None)  # wall-clock times: not the engine's output
+            doc.pop("failed_at", None)
+            sent.append(orjson.dumps([topic, key.decode(), doc], option=orjson.OPT_SORT_KEYS))
+        i = j
+    return sent, {t: dict(rows) for t, rows in store.tables.items() if t != "models"}
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=5))
+def test_a_batched_partition_equals_the_one_at_a_time_partition(decider, sizes):
+    # consecutive messages of one source form the worker's batches: a batch of several
+    # requests must decide, store and send exactly what they would one at a time
+    msgs = messages(4, 6)
+    one_by_one = run_in_batches(decider, msgs, [1])
+    assert len(one_by_one[0]) > 40
+    assert run_in_batches(decider, msgs, sizes) == one_by_one
+
+
+def test_the_worker_and_both_benchmarks_drive_the_same_partition_class(decider):
+    # one orchestration: the worker's agents, the core bench and the learning benchmark's
+    # agent all hand their records to PartitionSession; nothing else calls the decision core
+    assert worker_app.PartitionSession is PartitionSession
+    assert core_bench_module.PartitionSession is PartitionSession
+    agent = engine_agent.EngineAgent(default_engine_config(), seed=3)
+    assert type(agent.session) is PartitionSession
+    # and the agent's decisions are the session's own for the same messages
+    direct = session_on(DictStore(), agent.decider)
+    for i in range(5):
+        req = request(i, cid=f"c{i % 2}", ts=T0 + i)
+        offer, propensity = agent.act(req, (), None)
+        decision = direct.process("decision-requests", [rec(req)]).decisions[0]
+        assert (offer, propensity) == (decision["offer_id"], decision["propensity"])
+    for module in (worker_app, core_bench_module, engine_agent):
+        source = open(module.__file__).read()
+        assert ".decide(" not in source and "decider.learn(" not in source
