@@ -4,8 +4,10 @@ Preloading a customer through the engine costs one decision (~113/s on this mach
 1 M customers). For the benchmark's scale questions (memory, state size, restart-to-serving,
 throughput with 1 M customers in RocksDB) what matters is that the state is *there*, in the
 engine's formats, where the worker would have put it. So: the worker first builds real state for
-``customers`` customers (the preload phase); it is stopped; their rows of the ``customers`` and
-``arms`` tables are read from its RocksDB stores and used as templates; for every further customer
+``customers`` customers (the preload phase); it is stopped; their rows of the ``customers``
+table (one value per customer: profile, contact history, Beta evidence, seen ids; their
+decisions left out, they are the template's own) are read from its RocksDB stores and used as
+templates; for every further customer
 the row of a template (cycling) is written under the new customer's key to the tables' changelog
 topics, on the partition the load generator's producer sends that customer's requests to (the
 librdkafka default partitioner, ``consistent_random``: CRC32 of the key, as in ``load.py``); the
@@ -30,7 +32,7 @@ from stream_app.bench.load import CUSTOMER_KEY, customer_key
 
 __all__ = ["BULK_TABLES", "clone_rows", "read_templates", "seed_changelogs"]
 
-BULK_TABLES = ("customers", "arms")  # the tables with one row per customer
+BULK_TABLES = ("customers",)  # the tables with one row per customer
 
 
 def read_templates(data_dir: Path, tables: tuple[str, ...] = BULK_TABLES,
@@ -51,10 +53,19 @@ def read_templates(data_dir: Path, tables: tuple[str, ...] = BULK_TABLES,
                 if len(rows) >= limit:
                     break
                 if CUSTOMER_KEY.fullmatch(k):
-                    rows.append(v)
+                    rows.append(_without_decisions(table, k, v))
         finally:
             store.close()
     return out
+
+
+def _without_decisions(table: str, key: bytes, value: bytes) -> bytes:
+    """A customer's value without its decisions (they are the template customer's own)."""
+    if table != "customers":
+        return value
+    from stream_app.core.customer import CustomerState
+
+    return CustomerState.decode(value, key.decode()).replace(decisions=()).encode()
 
 
 def clone_rows(templates: dict[str, list[bytes]], start: int,

@@ -33,6 +33,14 @@ from stream_app.partition import DictStore, InputRecord, PartitionSession
 __all__ = ["core_bench"]
 
 
+def _count(records: list[tuple[str, bytes | None, bytes]], by_topic: dict[str, int]) -> int:
+    size = 0
+    for topic, _, value in records:
+        by_topic[topic] = by_topic.get(topic, 0) + 1
+        size += len(value)
+    return size
+
+
 def core_bench(customers: int = 5000, offers: int = 20, requests: int = 5000,
                policy: str = "thompson", outcome_fraction: float = 0.1,
                interactions_per_request: float = 0.5, attribution_s: float = 10.0,
@@ -48,6 +56,7 @@ def core_bench(customers: int = 5000, offers: int = 20, requests: int = 5000,
     t0 = 1_764_000_000_000
     step = 1000.0 / event_rate
     n_int = n_out = no_action = sent = 0
+    out_records: dict[str, int] = {}
     owed = 0.0
     outcomes: list[tuple[int, str, bytes]] = []  # (due at ts, customer, outcome) in ts order
     dumps = orjson.dumps
@@ -59,7 +68,7 @@ def core_bench(customers: int = 5000, offers: int = 20, requests: int = 5000,
             outcomes = outcomes[len(due):]
             emitted = session.process("outcomes", [InputRecord(c.encode(), o) for _, c, o in due])
             n_out += len(due) - emitted.dead_letters
-            sent += sum(len(v) for _, _, v in emitted.records)
+            sent += _count(emitted.records, out_records)
         interactions, reqs = [], []
         for i in range(first, min(first + batch, requests)):
             ts = t0 + int(i * step)
@@ -79,7 +88,7 @@ def core_bench(customers: int = 5000, offers: int = 20, requests: int = 5000,
             if not records:
                 continue
             emitted = session.process(source, records)
-            sent += sum(len(v) for _, _, v in emitted.records)
+            sent += _count(emitted.records, out_records)
             for decision in emitted.decisions:
                 if decision["action"] != "offer":
                     no_action += 1
@@ -94,8 +103,13 @@ def core_bench(customers: int = 5000, offers: int = 20, requests: int = 5000,
     return {"requests": requests, "decisions": requests - no_action, "no_action": no_action,
             "interactions": n_int, "outcomes": n_out, "seconds": round(elapsed, 3),
             "per_s": round(requests / elapsed, 1), "bytes_sent": sent,
+            # what the worker would write per request: records sent + changelog records
+            "records_per_request": {
+                **{t: round(n / requests, 3) for t, n in sorted(out_records.items())},
+                **{f"{t}-changelog": round(n / requests, 3)
+                   for t, n in sorted(store.writes.items())}},
             "state_bytes_per_customer": round(
-                sum(store.size(t) for t in ("customers", "arms", "pending", "seen"))
+                sum(store.size(t) for t in ("customers", "arms"))
                 / max(len(store.tables.get("customers", {})), 1), 1),
             "model_version": session.population.suite.version}
 

@@ -469,8 +469,8 @@ class Decider:
                 scores = {"schema_version": 1, **candidate}
                 profile = mark_emitted(profile, candidate, ts)
         recent = customer.recent_events if event_id is None else customer.remembered(event_id)
-        return Observed(CustomerState(profile, customer.history, flags, recent), tuple(drift),
-                        scores)
+        return Observed(customer.replace(profile=profile, flags=flags, recent_events=recent),
+                        tuple(drift), scores)
 
     # -- in-stream statistics ---------------------------------------------------------------
     def snapshots(self, population: PopulationState, ts: int, partition: int

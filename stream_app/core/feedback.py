@@ -33,23 +33,69 @@ outcome would otherwise be reported as late.
 ()
 >>> PendingDecision.decode(p.encode()) == p
 True
+
+Two codecs. ``encode`` / ``decode`` write a JSON array (about 150-250 bytes), the form of the
+``pending`` table. ``pack`` / ``unpack_from`` write the compact binary form kept inside the
+customer's own value (``CustomerState``), where the customer id is the key and is not stored:
+
+====================  ===========================================================
+bytes                 field
+====================  ===========================================================
+2                     presence flags (``_F_*``)
+8 + 8                 predicted, propensity (float64: exact)
+8                     decided_at_ms (int64)
+4, or 8 if wide       expires_at_ms - decided_at_ms (uint32), or expires_at_ms
+10, or 1 + len        decision id: ``dc-`` + 20 hex digits as 10 bytes, or a string
+4 x (1 + len)         offer id, use case, policy, segment
+1 + len               experiment arm, when present
+8                     best_predicted, when present
+1 (+ 1 + len)         channel code (its place in ``CHANNELS``), or 255 + the name
+1 (+ 1 + len)         settled_by code (``SETTLED_BY``), or 255 + the name
+8                     settled_at_ms, when present
+1 + len               experiments, shadow (orjson), features (float64s), when present
+====================  ===========================================================
+
+A string is its UTF-8 length in one byte (255: four more bytes give it) and its bytes. A typical
+open decision is about 80 bytes:
+
+>>> blob = p.pack()
+>>> len(blob)   # 30 fixed + 1+4 id + 1+8 offer + 1+7 use case + 1+8 policy + 1+5 segment
+67
+>>> PendingDecision.unpack_from(blob, 0, "c-1") == (p, len(blob))
+True
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
+import numpy as np
 import orjson
 
-from stream_app.core.catalogue import offer_key
+from stream_app.core.catalogue import CHANNELS, offer_key
 
-__all__ = ["REWARD", "TIMER", "Feedback", "PendingCodecError", "PendingDecision", "ignored",
-           "resolve", "reward_of"]
+__all__ = ["REWARD", "SETTLED_BY", "TIMER", "Feedback", "PendingCodecError", "PendingDecision",
+           "ignored", "resolve", "reward_of"]
 
 REWARD = {"clicked": 1.0, "accepted": 1.0, "converted": 1.0, "dismissed": 0.0, "ignored": 0.0}
 TIMER = "timer"  # ``settled_by`` of a decision the attribution window closed on
 _VERSION = 2  # 2: experiments, shadow, features
+SETTLED_BY = (*REWARD, TIMER)  # what ``pack`` stores as a one-byte code
+
+# the compact form (``pack``): presence flags, predicted, propensity, decided_at_ms
+_FIXED = struct.Struct("<Hddq")
+_U4, _I8, _F8 = struct.Struct("<I"), struct.Struct("<q"), struct.Struct("<d")
+_F_DC_ID = 1  # decision id is "dc-" + 20 lower-case hex digits, stored as its 10 bytes
+_F_WIDE = 2  # expires_at_ms stored whole (the window does not fit a uint32)
+_F_ARM, _F_BEST, _F_CHANNEL = 4, 8, 16
+_F_SETTLED_BY, _F_SETTLED_AT = 32, 64
+_F_EXPERIMENTS, _F_SHADOW, _F_FEATURES = 128, 256, 512
+_F_ALL = 1023
+_OTHER = 255  # code byte: a name that is not in the code table follows
+_CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
+_SETTLED_CODE = {c: i for i, c in enumerate(SETTLED_BY)}
 
 
 class PendingCodecError(ValueError):
@@ -130,7 +176,172 @@ class PendingDecision:
         return cls(*row[1:])
 
 
+    def pack(self) -> bytes:
+        """The compact binary form kept inside the customer's value, without the customer id
+        (the key); ``unpack_from`` reads it back. Layout: the module docstring."""
+        flags = 0
+        out = bytearray()
+        dc = _dc_bytes(self.decision_id)
+        if dc is not None:
+            flags |= _F_DC_ID
+            out += dc
+        else:
+            _put(out, self.decision_id.encode())
+        for text in (self.offer_id, self.use_case, self.policy, self.segment):
+            _put(out, text.encode())
+        if self.experiment_arm is not None:
+            flags |= _F_ARM
+            _put(out, self.experiment_arm.encode())
+        if self.best_predicted is not None:
+            flags |= _F_BEST
+            out += _F8.pack(self.best_predicted)
+        if self.channel is not None:
+            flags |= _F_CHANNEL
+            _put_coded(out, self.channel, _CHANNEL_CODE)
+        if self.settled_by is not None:
+            flags |= _F_SETTLED_BY
+            _put_coded(out, self.settled_by, _SETTLED_CODE)
+        if self.settled_at_ms is not None:
+            flags |= _F_SETTLED_AT
+            out += _I8.pack(self.settled_at_ms)
+        if self.experiments is not None:
+            flags |= _F_EXPERIMENTS
+            _put(out, orjson.dumps(self.experiments))
+        if self.shadow is not None:
+            flags |= _F_SHADOW
+            _put(out, orjson.dumps(self.shadow))
+        if self.features is not None:
+            flags |= _F_FEATURES
+            _put(out, np.asarray(self.features, "<f8").tobytes())
+        window = self.expires_at_ms - self.decided_at_ms
+        if 0 <= window < 2**32:
+            tail = _U4.pack(window)
+        else:
+            flags |= _F_WIDE
+            tail = _I8.pack(self.expires_at_ms)
+        return (_FIXED.pack(flags, self.predicted, self.propensity, self.decided_at_ms) + tail
+                + out)
+
+    @classmethod
+    def unpack_from(cls, data: bytes, offset: int, customer_id: str) -> tuple[PendingDecision, int]:
+        """The decision packed at ``data[offset:]`` (``pack``) and the offset just after it.
+
+        Parameters
+        ----------
+        data
+            Bytes holding one or more packed decisions.
+        offset
+            Where this one starts.
+        customer_id
+            The customer the decision is for (the key of the value it was stored in).
+
+        Raises ``PendingCodecError`` when the bytes are not a packed decision.
+        """
+        try:
+            flags, predicted, propensity, decided = _FIXED.unpack_from(data, offset)
+            pos = offset + _FIXED.size
+            if flags & ~_F_ALL:
+                raise PendingCodecError(f"packed decision has unknown flags {flags:#x}")
+            if flags & _F_WIDE:
+                (expires,) = _I8.unpack_from(data, pos)
+                pos += 8
+            else:
+                expires = decided + _U4.unpack_from(data, pos)[0]
+                pos += 4
+            if flags & _F_DC_ID:
+                if pos + 10 > len(data):
+                    raise PendingCodecError("packed decision is cut short")
+                decision_id, pos = "dc-" + data[pos:pos + 10].hex(), pos + 10
+            else:
+                decision_id, pos = _text(data, pos)
+            offer_id, pos = _text(data, pos)
+            use_case, pos = _text(data, pos)
+            policy, pos = _text(data, pos)
+            segment, pos = _text(data, pos)
+            arm = best = channel = settled_by = settled_at = experiments = shadow = feats = None
+            if flags & _F_ARM:
+                arm, pos = _text(data, pos)
+            if flags & _F_BEST:
+                (best,) = _F8.unpack_from(data, pos)
+                pos += 8
+            if flags & _F_CHANNEL:
+                channel, pos = _coded(data, pos, CHANNELS)
+            if flags & _F_SETTLED_BY:
+                settled_by, pos = _coded(data, pos, SETTLED_BY)
+            if flags & _F_SETTLED_AT:
+                (settled_at,) = _I8.unpack_from(data, pos)
+                pos += 8
+            if flags & _F_EXPERIMENTS:
+                blob, pos = _blob(data, pos)
+                experiments = orjson.loads(blob)
+            if flags & _F_SHADOW:
+                blob, pos = _blob(data, pos)
+                shadow = orjson.loads(blob)
+            if flags & _F_FEATURES:
+                blob, pos = _blob(data, pos)
+                if len(blob) % 8:
+                    raise PendingCodecError("packed decision features are not float64s")
+                feats = np.frombuffer(blob, "<f8").tolist()
+        except (struct.error, IndexError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+            raise PendingCodecError(f"packed decision is corrupt: {exc}") from None
+        return cls(decision_id, customer_id, offer_id, use_case, policy, segment, predicted,
+                   propensity, decided, expires, arm, best, channel, settled_by, settled_at,
+                   experiments, shadow, feats), pos
+
+
 _FIELDS = tuple(f.name for f in fields(PendingDecision))
+
+
+def _dc_bytes(decision_id: str) -> bytes | None:
+    """The 10 bytes of a ``decision_id_for`` id ("dc-" + 20 lower-case hex digits), else None."""
+    if len(decision_id) != 23 or not decision_id.startswith("dc-"):
+        return None
+    try:
+        raw = bytes.fromhex(decision_id[3:])
+    except ValueError:
+        return None
+    return raw if raw.hex() == decision_id[3:] else None  # upper case would not round-trip
+
+
+def _put(out: bytearray, raw: bytes) -> None:
+    n = len(raw)
+    out += bytes((n,)) if n < 255 else b"\xff" + _U4.pack(n)
+    out += raw
+
+
+def _put_coded(out: bytearray, name: str, codes: Mapping[str, int]) -> None:
+    code = codes.get(name)
+    if code is None:
+        out.append(_OTHER)
+        _put(out, name.encode())
+    else:
+        out.append(code)
+
+
+def _blob(data: bytes, pos: int) -> tuple[bytes, int]:
+    n = data[pos]
+    pos += 1
+    if n == 255:
+        (n,) = _U4.unpack_from(data, pos)
+        pos += 4
+    end = pos + n
+    if end > len(data):
+        raise PendingCodecError("packed decision is cut short")
+    return data[pos:end], end
+
+
+def _text(data: bytes, pos: int) -> tuple[str, int]:
+    raw, pos = _blob(data, pos)
+    return raw.decode(), pos
+
+
+def _coded(data: bytes, pos: int, names: tuple[str, ...]) -> tuple[str, int]:
+    code = data[pos]
+    if code == _OTHER:
+        return _text(data, pos + 1)
+    if code >= len(names):
+        raise PendingCodecError(f"packed decision has an unknown code {code}")
+    return names[code], pos + 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,6 @@ arms, experiment statistics, shadow estimators) live in memory and are checkpoin
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,12 +41,11 @@ import structlog
 from stream_app.core.arms import Arms
 from stream_app.core.customer import CustomerCodecError, CustomerState
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
-from stream_app.core.dedup import DedupWindow
-from stream_app.core.feedback import PendingCodecError, PendingDecision
+from stream_app.core.feedback import PendingDecision
 from stream_app.core.population import PopulationState
 from stream_app.deadletter import dead_letter
 from stream_app.partition import checkpoints
-from stream_app.partition.clock import PartitionClock, pack_pending, unpack_pending
+from stream_app.partition.clock import PartitionClock, forget_at
 from stream_app.partition.store import PartitionStore
 from stream_app.schemas import Contract, InvalidMessage
 from stream_app.settings import Settings
@@ -57,7 +55,7 @@ __all__ = ["Emitted", "InputRecord", "PartitionSession", "SOURCES", "TABLES"]
 log = structlog.get_logger("stream_app.partition")
 
 SOURCES = ("decision-requests", "outcomes", "interactions")  # the input topics, contract names
-TABLES = ("customers", "arms", "pending", "seen", "models")  # the state a partition keeps
+TABLES = ("customers", "arms", "models")  # the state a partition keeps
 POPULATION_KEY = b"\x00population"  # the partition's population arms, in ``arms``
 SEGMENT_KEY = b"\x00segment:"  # a segment's arms, in ``arms``
 
@@ -149,6 +147,10 @@ class PartitionSession:
             self._schedule.loaded(partition)
         self._clock: PartitionClock | None = None
         self._pooled: dict[bytes, Arms] = {}
+        self._pooled_dirty: set[bytes] = set()
+        self._customers: dict[str, CustomerState] = {}  # the batch's customers, decoded
+        self._raw: dict[str, bytes | None] = {}  # the batch's customers as read, not decoded yet
+        self._dirty: set[str] = set()  # the batch's customers to write
         self._out = Emitted()
         self._handlers = {"decision-requests": self._answer, "outcomes": self._learn,
                           "interactions": self._observe}
@@ -157,25 +159,32 @@ class PartitionSession:
     def process(self, source: str, records: Sequence[InputRecord]) -> Emitted:
         """Handle a batch of records read, in order, from input topic ``source`` (a contract
         name, ``SOURCES``); returns what to send. A record that cannot be processed is
-        dead-lettered with the reason; it never stops the batch."""
+        dead-lettered with the reason; it never stops the batch. The customers of the batch are
+        read in one multi-get and written once each, when the batch is done."""
         handler = self._handlers[source]
         decider = self._decider()
         self._out = out = Emitted()
         started = time.perf_counter()
-        for record in records:
-            if decider is None:
+        if decider is None:
+            for record in records:
                 self._reject("no engine config in force: publish one to engine-config", record)
-                continue
+            return out
+        accepted: list[tuple[dict[str, Any], InputRecord]] = []
+        for record in records:
             try:
-                message = self._decode(source, record)
+                accepted.append((self._decode(source, record), record))
             except InvalidMessage as exc:
                 self._reject(str(exc), record)
-                continue
-            try:
-                handler(message, record, decider, started)
-            except Exception as exc:  # noqa: BLE001 - one message is lost to a bug, not the batch
-                log.exception("processing_failed", topic=record.topic, offset=record.offset)
-                self._reject(f"internal error: {type(exc).__name__}: {exc}", record)
+        self._prefetch([m["customer_id"] for m, _ in accepted])
+        try:
+            for message, record in accepted:
+                try:
+                    handler(message, record, decider, started)
+                except Exception as exc:  # noqa: BLE001 - one message lost to a bug, not the batch
+                    log.exception("processing_failed", topic=record.topic, offset=record.offset)
+                    self._reject(f"internal error: {type(exc).__name__}: {exc}", record)
+        finally:
+            self._write_back()
         return out
 
     def tick(self, ts: int) -> Emitted:
@@ -183,7 +192,10 @@ class PartitionSession:
         self._out = out = Emitted()
         decider = self._decider()
         if decider is not None:
-            self._advance(ts, decider)
+            try:
+                self._advance(ts, decider)
+            finally:
+                self._write_back()
         return out
 
     def checkpoint(self) -> str | None:
@@ -224,39 +236,39 @@ class PartitionSession:
 
     @property
     def clock(self) -> PartitionClock:
-        """The partition's event time and timers, rebuilt from ``pending`` on first use."""
+        """The partition's event time and timers, rebuilt on first use from the open decisions
+        kept in the customers' values (read without decoding the rest of each value)."""
         clock = self._clock
         if clock is None:
             clock = self._clock = PartitionClock()
             unreadable = 0
-            for _, raw in self.store.items("pending"):
+            decisions_of = CustomerState.decisions_of
+            for key, raw in self.store.items("customers"):
                 try:
-                    p, pending = unpack_pending(raw)
-                except (PendingCodecError, struct.error):
+                    for pending in decisions_of(raw, key.decode()):
+                        clock.schedule(pending)
+                except (CustomerCodecError, ValueError):
                     unreadable += 1  # written by an incompatible version: never joined again
-                    continue
-                if p == self.partition:
-                    clock.schedule(pending)
             if unreadable:
-                log.warning("pending_unreadable", partition=self.partition, count=unreadable)
+                log.warning("customers_unreadable", partition=self.partition, count=unreadable)
         return clock
 
     # -- the three inputs --------------------------------------------------------------------
     def _answer(self, request: dict[str, Any], record: InputRecord, decider: Decider,
                 started: float) -> None:
         clock = self._advance(request["ts"], decider)
-        if self.store.get("pending", decision_id_for(request["request_id"]).encode()) is not None:
+        cid = request["customer_id"]
+        customer = self._customer(cid)
+        if self._known(customer, decision_id_for(request["request_id"])) is not None:
             log.info("request_duplicate", request_id=request["request_id"])
             self._out.duplicates += 1
             return
-        cid = request["customer_id"]
-        customer = self._customer(cid)
         segment = segment_of(request, customer.profile.segment)
-        decided = decider.decide(request, customer, self._evidence(cid, segment),
+        decided = decider.decide(request, customer, self._evidence(customer, segment),
                                  self.population)
         if decided.pending is not None:
-            self._keep(clock, decided.pending)
-            self._store_customer(cid, decided.customer)
+            clock.schedule(decided.pending)
+            self._put(cid, decided.customer.with_decision(decided.pending))
         decision = decided.decision
         decision["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
         self._out.decisions.append(decision)
@@ -266,26 +278,21 @@ class PartitionSession:
                started: float) -> None:
         clock = self._advance(outcome["ts"], decider)
         cid = outcome["customer_id"]
-        seen_key = b"o:" + cid.encode()
-        seen = DedupWindow.decode(self.store.get("seen", seen_key))
-        if seen.seen_before(outcome["outcome_id"]):
+        customer = self._customer(cid)
+        if customer.seen_outcomes.seen_before(outcome["outcome_id"]):
             log.info("outcome_duplicate", outcome_id=outcome["outcome_id"])
             self._out.duplicates += 1
             return
-        raw = self.store.get("pending", outcome["decision_id"].encode())
-        if raw is None:
-            self._reject(f"unknown decision_id {outcome['decision_id']!r} "
+        pending = self._known(customer, outcome["decision_id"])
+        if pending is None:
+            self._reject(f"unknown decision_id {outcome['decision_id']!r} for this customer "
                          "(never made here, or forgotten after its grace period)", record)
             return
-        _, pending = unpack_pending(raw)
-        if pending.customer_id != cid:
-            self._reject("outcome customer_id differs from its decision's", record)
-            return
-        seen.remember(outcome["outcome_id"])
-        self.store.set("seen", seen_key, seen.encode())
-        self._settle(clock, decider.learn(self._evidence(cid, pending.segment),
-                                          self._customer(cid), pending, outcome,
-                                          self.population))
+        customer = customer.replace(
+            seen_outcomes=customer.remembered_outcome(outcome["outcome_id"]))
+        self._settle(clock, decider.learn(
+            self._evidence(customer, pending.segment), customer, pending, outcome,
+            self.population))
 
     def _observe(self, interaction: dict[str, Any], record: InputRecord, decider: Decider,
                  started: float) -> None:
@@ -300,7 +307,7 @@ class PartitionSession:
             log.info("interaction_duplicate", event_id=interaction["event_id"])
             self._out.duplicates += 1
             return
-        self._store_customer(cid, observed.customer)
+        self._put(cid, observed.customer)
         self._learned()
         send = self._out.records.append
         for rec in observed.records:
@@ -312,24 +319,19 @@ class PartitionSession:
     def _advance(self, ts: int, decider: Decider) -> PartitionClock:
         """Move the partition's event time: fire due attribution timers, close roll-up windows."""
         clock = self.clock
-        for decision_id in clock.timers.advance(ts):
-            key = decision_id.encode()
-            raw = self.store.get("pending", key)
-            if raw is None:
+        for cid, decision_id in clock.advance(ts):
+            customer = self._customer(cid)
+            pending = customer.decision(decision_id)
+            if pending is None or pending.is_settled:  # settled by an outcome meanwhile
                 continue
-            _, pending = unpack_pending(raw)
-            if pending.is_settled:  # grace period over: late outcomes are no longer recognised
-                self.store.delete("pending", key)
-                continue
-            cid = pending.customer_id
-            self._settle(clock, decider.expire(self._evidence(cid, pending.segment),
-                                               self._customer(cid), pending, self.population))
-        closed = clock.rollups.flush(clock.timers.watermark_ms)
+            self._settle(clock, decider.expire(
+                self._evidence(customer, pending.segment), customer, pending, self.population))
+        closed = clock.rollups.flush(clock.watermark_ms)
         send = self._out.records.append
         for rollup in closed:
             send((self._deltas_topic, b"rollup", _dumps(rollup)))
         if closed:  # a roll-up window closed: publish the partition's in-stream statistics
-            self._publish_snapshots(clock.timers.watermark_ms, decider)
+            self._publish_snapshots(clock.watermark_ms, decider)
         return clock
 
     def _publish_snapshots(self, ts: int, decider: Decider) -> None:
@@ -342,48 +344,83 @@ class PartitionSession:
             log.info("challenger_promoted", challenger=key, version=doc["version"])
             send((self._topics["engine-config"], b"engine", _dumps(doc)))
 
-    # -- state -------------------------------------------------------------------------------
-    def _customer(self, cid: str) -> CustomerState:
-        try:
-            return CustomerState.decode(self.store.get("customers", cid.encode()))
-        except CustomerCodecError as exc:  # written by an incompatible version: start over
-            log.warning("customer_unreadable", customer_id=cid, error=str(exc))
-            return CustomerState.empty()
+    # -- state ---------------------------------------------------------------------------------
+    # A customer is one value (profile, contact history, arms, open decisions, ids seen): read
+    # once per batch (``_prefetch``: one multi-get), kept decoded while the batch runs, and
+    # written once when it is done (``_write_back``: one write, one changelog record per key).
+    def _prefetch(self, customer_ids: Sequence[str]) -> None:
+        cached = self._customers
+        wanted = list(dict.fromkeys(c for c in customer_ids if c not in cached))
+        if wanted:
+            raws = self.store.get_many("customers", [c.encode() for c in wanted])
+            self._raw.update(zip(wanted, raws))
 
-    def _store_customer(self, cid: str, customer: CustomerState) -> None:
-        self.store.set("customers", cid.encode(), customer.encode())
+    def _customer(self, cid: str) -> CustomerState:
+        customer = self._customers.get(cid)
+        if customer is None:
+            raw = self._raw.pop(cid) if cid in self._raw else \
+                self.store.get("customers", cid.encode())
+            try:
+                customer = CustomerState.decode(raw, cid)
+            except (CustomerCodecError, ValueError) as exc:  # an incompatible version
+                log.warning("customer_unreadable", customer_id=cid, error=str(exc))
+                customer = CustomerState.empty()
+            self._customers[cid] = customer
+        return customer
+
+    def _put(self, cid: str, customer: CustomerState) -> None:
+        self._customers[cid] = customer
+        self._dirty.add(cid)
+
+    def _known(self, customer: CustomerState, decision_id: str) -> PendingDecision | None:
+        """The customer's decision ``decision_id`` unless its grace period is over."""
+        pending = customer.decision(decision_id)
+        if pending is not None and pending.is_settled:
+            watermark = self.clock.watermark_ms
+            if watermark is not None and forget_at(pending) <= watermark:
+                return None
+        return pending
+
+    def _write_back(self) -> None:
+        customers, dirty = self._customers, self._dirty
+        watermark = self.clock.watermark_ms
+        rows = []
+        for cid in dirty:
+            customer = customers[cid]
+            if watermark is not None:  # settled decisions past their grace period go
+                customer = customer.forgetting(watermark, forget_at)
+            rows.append((cid.encode(), customer.encode()))
+        if rows:
+            self.store.set_many("customers", rows)
+        pooled = [(key, self._pooled[key].encode()) for key in self._pooled_dirty]
+        if pooled:
+            self.store.set_many("arms", pooled)
+        customers.clear()
+        dirty.clear()
+        self._raw.clear()
+        self._pooled_dirty.clear()
 
     def _pooled_arms(self, key: bytes) -> Arms:
-        # read by every decision and settlement: cached in memory, written through on change
+        # read by every decision and settlement: kept in memory, written once per batch
         arms = self._pooled.get(key)
         if arms is None:
             arms = self._pooled[key] = Arms.decode(self.store.get("arms", key))
         return arms
 
-    def _evidence(self, cid: str, segment: str) -> Evidence:
-        return Evidence(Arms.decode(self.store.get("arms", cid.encode())),
-                        self._pooled_arms(SEGMENT_KEY + segment.encode()),
+    def _evidence(self, customer: CustomerState, segment: str) -> Evidence:
+        return Evidence(customer.arms, self._pooled_arms(SEGMENT_KEY + segment.encode()),
                         self._pooled_arms(POPULATION_KEY))
 
-    def _store_evidence(self, cid: str, segment: str, evidence: Evidence) -> None:
-        self.store.set("arms", cid.encode(), evidence.customer.encode())
-        for key, arms in ((SEGMENT_KEY + segment.encode(), evidence.segment),
+    def _settle(self, clock: PartitionClock, learned: Learned) -> None:
+        """Store what an outcome or an expired window taught, keep the decision (settled),
+        publish the deltas."""
+        p = learned.pending
+        evidence = learned.evidence
+        for key, arms in ((SEGMENT_KEY + p.segment.encode(), evidence.segment),
                           (POPULATION_KEY, evidence.population)):
             self._pooled[key] = arms
-            self.store.set("arms", key, arms.encode())
-
-    def _keep(self, clock: PartitionClock, pending: PendingDecision) -> None:
-        """Store a pending decision and set its timer (expiry while open, forgetting once settled)."""
-        self.store.set("pending", pending.decision_id.encode(),
-                       pack_pending(self.partition, pending))
-        clock.schedule(pending)
-
-    def _settle(self, clock: PartitionClock, learned: Learned) -> None:
-        """Store what an outcome or an expired window taught, keep the decision, publish deltas."""
-        p = learned.pending
-        self._store_evidence(p.customer_id, p.segment, learned.evidence)
-        self._store_customer(p.customer_id, learned.customer)
-        self._keep(clock, p)
+            self._pooled_dirty.add(key)
+        self._put(p.customer_id, learned.customer.replace(arms=evidence.customer).with_decision(p))
         send = self._out.records.append
         for rec in learned.records:
             if rec.get("kind") == "outcome":

@@ -41,12 +41,14 @@ class PartitionStore(Protocol):
 
 
 class DictStore:
-    """A partition's tables as dicts (tests, benchmarks): ``tables`` maps a name to its rows."""
+    """A partition's tables as dicts (tests, benchmarks): ``tables`` maps a name to its rows;
+    ``writes`` counts the keys written per table (what the worker's changelogs would carry)."""
 
-    __slots__ = ("tables",)
+    __slots__ = ("tables", "writes")
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[bytes, bytes]] = {}
+        self.writes: dict[str, int] = {}
 
     def _rows(self, table: str) -> dict[bytes, bytes]:
         rows = self.tables.get(table)
@@ -63,12 +65,19 @@ class DictStore:
 
     def set(self, table: str, key: bytes, value: bytes) -> None:
         self._rows(table)[key] = value
+        self.writes[table] = self.writes.get(table, 0) + 1
 
     def set_many(self, table: str, items: Iterable[tuple[bytes, bytes]]) -> None:
-        self._rows(table).update(items)
+        rows = self._rows(table)
+        written = self.writes.get(table, 0)
+        for key, value in items:
+            rows[key] = value
+            written += 1
+        self.writes[table] = written
 
     def delete(self, table: str, key: bytes) -> None:
         self._rows(table).pop(key, None)
+        self.writes[table] = self.writes.get(table, 0) + 1
 
     def items(self, table: str) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self._rows(table).items()))

@@ -21,7 +21,7 @@ True
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -72,8 +72,12 @@ class Profile:
         return cls(np.zeros(VECTOR_LEN, np.float32), _empty_offers())
 
     def replace(self, **changes: object) -> Profile:
-        """A copy with some header fields (or arrays) replaced."""
-        return replace(self, **changes)
+        """A copy with some header fields (or arrays) replaced (``dataclasses.replace``, without
+        its per-call field introspection: profiles are replaced several times per event)."""
+        for name in _FIELDS:
+            if name not in changes:
+                changes[name] = getattr(self, name)
+        return Profile(**changes)  # type: ignore[arg-type]
 
     def copy_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return self.vector.copy(), self.offers.copy()
@@ -111,3 +115,6 @@ class Profile:
         return cls(
             vec, offers, n, first, last, clock, last_tx, segment, last_emit, em_seg, em_dom, churn
         )
+
+
+_FIELDS = tuple(f.name for f in fields(Profile))

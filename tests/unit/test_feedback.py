@@ -158,3 +158,67 @@ def test_codec_round_trip(p):
 def test_codec_refuses_bad_state(data):
     with pytest.raises(PendingCodecError):
         PendingDecision.decode(data)
+
+
+# -- the compact form kept inside the customer's value ----------------------------------------
+
+full_pending = st.builds(
+    PendingDecision,
+    st.one_of(text, st.text(min_size=255, max_size=300),
+              st.integers(0, 2**80 - 1).map(lambda n: f"dc-{n:020x}")),
+    st.just("c-1"), text, text, text, st.text(max_size=3), prob, prob,
+    st.integers(-2**62, 2**62), st.integers(-2**62, 2**62), maybe, st.none() | prob,
+    st.none() | st.sampled_from(["app", "sms", "call_centre", "fax"]),
+    st.none() | st.sampled_from(["clicked", "accepted", "converted", "dismissed", TIMER, "x"]),
+    st.none() | st.integers(-2**62, 2**62),
+    st.none() | st.lists(st.lists(text, min_size=2, max_size=2), max_size=3),
+    st.none() | st.dictionaries(text, prob, max_size=3),
+    st.none() | st.lists(st.floats(allow_nan=False), max_size=30),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(full_pending, st.binary(max_size=5))
+def test_packed_form_round_trips_exactly_and_says_where_it_ends(p, before):
+    blob = p.pack()
+    data = before + blob + b"\x00tail"
+    assert PendingDecision.unpack_from(data, len(before), "c-1") == (p, len(before) + len(blob))
+
+
+def test_packed_form_leaves_the_customer_id_to_the_caller():
+    p = pending()
+    back, _ = PendingDecision.unpack_from(p.pack(), 0, "someone-else")
+    assert back.customer_id == "someone-else" and back.offer_id == p.offer_id
+
+
+def test_a_typical_open_decision_packs_in_about_80_bytes():
+    p = pending(decision_id="dc-" + "ab" * 10)
+    # 30 fixed + 10 id + 1+8 offer + 1+7 use case + 1+8 policy + 1+5 segment + 1+1 arm
+    #   + 8 best + 1 channel (app is a code)
+    assert len(p.pack()) == 30 + 10 + 9 + 8 + 9 + 6 + 2 + 8 + 1 == 83
+    assert len(p.encode()) == 136  # the JSON form of the same decision
+    settled = ignored(p).pending  # + 1 settled_by code + 8 settled_at
+    assert len(settled.pack()) == 83 + 9
+
+
+def test_upper_case_or_other_ids_are_stored_as_strings():
+    for decision_id in ("dc-" + "AB" * 10, "dc-" + "ab" * 9, "xx-" + "ab" * 10):
+        p = pending(decision_id=decision_id)
+        # a length byte and the text instead of 10 bytes
+        assert len(p.pack()) == len(pending(decision_id="dc-" + "ab" * 10).pack()) - 10 + 1 + \
+            len(decision_id)
+        assert PendingDecision.unpack_from(p.pack(), 0, "c-1")[0] == p
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(full_pending, st.data())
+def test_cut_or_flipped_packed_bytes_raise_the_codec_error_only(p, data):
+    blob = p.pack()
+    with pytest.raises(PendingCodecError):
+        PendingDecision.unpack_from(blob[:data.draw(st.integers(0, len(blob) - 1))], 0, "c-1")
+    i = data.draw(st.integers(0, len(blob) - 1))
+    flipped = blob[:i] + bytes((blob[i] ^ data.draw(st.integers(1, 255)),)) + blob[i + 1:]
+    try:
+        PendingDecision.unpack_from(flipped, 0, "c-1")
+    except PendingCodecError:
+        pass

@@ -92,8 +92,8 @@ def test_an_outcome_is_learned_once_and_a_stranger_is_dead_lettered(decider):
     assert population_arms(store) == (1.0, 0.0)
     unknown = session.process("outcomes", [rec(outcome(2, "dc-nope"))])
     assert "unknown decision_id" in letters(unknown)[0]["reason"]
-    other = session.process("outcomes", [rec(outcome(3, did, cid="c2"))])
-    assert "differs from its decision" in letters(other)[0]["reason"]
+    other = session.process("outcomes", [rec(outcome(3, did, cid="c2"))])  # not c2's decision
+    assert "unknown decision_id" in letters(other)[0]["reason"]
 
 
 def test_an_ignored_offer_is_settled_by_its_timer_exactly_once(decider):
@@ -104,9 +104,18 @@ def test_an_ignored_offer_is_settled_by_its_timer_exactly_once(decider):
     fired = [d for d in deltas(session.tick(T0 + WINDOW_MS)) if d["kind"] == "outcome"]
     assert [(d["kind"], d["ignored"], d["actual"]) for d in fired] == [("outcome", True, 0.0)]
     assert population_arms(store) == (0.0, 1.0)
-    later = deltas(session.tick(T0 + 3 * WINDOW_MS))
-    assert [d for d in later if d["kind"] == "outcome"] == []  # forgotten, never settled again
-    assert store.tables["pending"] == {}
+    late = session.process("outcomes", [rec(outcome(1, decision_id_for("r1"),
+                                                    ts=T0 + WINDOW_MS + 5))])
+    assert [d["late"] for d in deltas(late)] == [True]  # recognised as late, not learned
+    assert population_arms(store) == (0.0, 1.0)
+    later = session.tick(T0 + 3 * WINDOW_MS)
+    assert [d for d in deltas(later) if d["kind"] == "outcome"] == []  # never settled again
+    forgotten = session.process("outcomes", [rec(outcome(2, decision_id_for("r1"),
+                                                         ts=T0 + 3 * WINDOW_MS))])
+    assert "unknown decision_id" in letters(forgotten)[0]["reason"]  # its grace period is over
+    session.process("interactions", [rec(interaction(9, ts=T0 + 3 * WINDOW_MS))])
+    # dropped from the customer's value at its next write
+    assert CustomerState.decode(store.get("customers", b"c1"), "c1").decisions == ()
 
 
 def test_bad_input_is_dead_lettered_with_its_reason_and_the_batch_goes_on(decider):
@@ -132,10 +141,10 @@ def test_an_interaction_is_applied_once(decider):
     store = DictStore()
     session = session_on(store, decider)
     session.process("interactions", [rec(interaction(1))])
-    events = CustomerState.decode(store.get("customers", b"c1")).profile.n_events
+    events = CustomerState.decode(store.get("customers", b"c1"), "c1").profile.n_events
     again = session.process("interactions", [rec(interaction(1))])
     assert again.duplicates == 1
-    assert CustomerState.decode(store.get("customers", b"c1")).profile.n_events == events
+    assert CustomerState.decode(store.get("customers", b"c1"), "c1").profile.n_events == events
 
 
 def test_a_new_session_on_the_same_store_resumes_timers_and_learners(decider):
