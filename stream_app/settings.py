@@ -46,7 +46,7 @@ class Settings:
     decision_linger_ms: float = 1.0
     output_linger_ms: float = 20.0
     # the longest a fetch of the worker's consumer waits at the broker for records (Faust's own
-    # 1,500 ms queued a steady input behind empty fetches: ``worker/fetching.py``)
+    # 1,500 ms queued a steady input behind empty fetches: ``worker/faust_patches.py``)
     fetch_max_wait_ms: int = 20
     rocksdb_memory_mb: int = 32  # all RocksDB stores' cache + memtables (0: Faust's defaults)
     bulk_restore_min_records: int = 5_000  # gaps this long are restored in bulk (0: never)

@@ -167,13 +167,13 @@ def run_faust(settings: Settings, fanout: Fanout) -> None:
     import faust
     import mode.loop
 
-    from stream_app.worker import fetching
+    from stream_app.worker import faust_patches
 
     try:
         mode.loop.use("uvloop")
     except ImportError:
         pass
-    fetching.install(settings.fetch_max_wait_ms)  # as the worker's
+    faust_patches.install_fetch_wait(settings.fetch_max_wait_ms)  # as the worker's
     app = faust.App(settings.app_id, broker=f"kafka://{settings.bootstrap_servers}",
                     topic_partitions=settings.partitions, web_enabled=False,
                     key_serializer="raw", value_serializer="raw", datadir=str(settings.data_dir),

@@ -25,7 +25,7 @@ from stream_app.partition import SOURCES, TABLES, InputRecord, PartitionSession
 from stream_app.policies import beta_max
 from stream_app.schemas import Contract
 from stream_app.settings import Settings
-from stream_app.worker import collector, fetching, memory, seeking, storage
+from stream_app.worker import collector, faust_patches, memory, storage
 from stream_app.worker.config_feed import ConfigFeed
 from stream_app.worker.output import Output
 from stream_app.worker.tables import Tables, faust_tables
@@ -52,7 +52,7 @@ def build_app(settings: Settings) -> faust.App:
     contract = Contract.load(max_bytes=settings.max_message_bytes)
     if settings.rocksdb_memory_mb:  # 0: Faust's own RocksDB options (no shared budget)
         storage.configure(settings.rocksdb_memory_mb, settings.bulk_restore_min_records)
-    fetching.install(settings.fetch_max_wait_ms)  # before Faust creates its consumer
+    faust_patches.install_fetch_wait(settings.fetch_max_wait_ms)  # before Faust's consumer
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -115,13 +115,6 @@ def build_app(settings: Settings) -> faust.App:
     def stop_feed(app: faust.App, **kwargs: Any) -> None:
         feed.stop()
 
-    # Faust flushes its producer before it commits input offsets, before a rebalance revokes
-    # partitions and when it stops: ours (the tables' held writes, then every message produced)
-    # is flushed first, so no offset is committed before the state and the outputs of the
-    # messages it covers are acknowledged (at least once).
-    faust_producer = app.producer
-    faust_flush = faust_producer.flush
-
     async def write_out() -> None:
         """The tables' held writes to their stores and changelogs, everything produced
         acknowledged, and the stores' changelog offsets moved to what was acknowledged: a
@@ -133,11 +126,9 @@ def build_app(settings: Settings) -> faust.App:
         await output.flush()
         tables.persist_acked()
 
-    async def flush_before_commit() -> None:
-        await write_out()
-        await faust_flush()
-
-    faust_producer.flush = flush_before_commit  # type: ignore[method-assign]
+    # before an offset commit, a revocation and a stop: no offset is committed before the
+    # state and the outputs of the records it covers are acknowledged (at least once)
+    faust_patches.flush_before_commit(app, write_out)
 
     feed.start()
 
@@ -190,12 +181,7 @@ def build_app(settings: Settings) -> faust.App:
 
     inputs = {settings.topic(name) for name in SOURCES}
 
-    # After a rebalance, and after dropping records fetched while the flow was stopped, Faust
-    # seeks only the committed input partitions back: the others are sought back too
-    # (``worker/seeking.py``), or their dropped records would never be processed or recovered.
-    consumer = app.consumer
-    consumer.perform_seek = seeking.seek_back(  # type: ignore[method-assign]
-        consumer, inputs, app.tables, log)
+    faust_patches.seek_back_after_drops(app, inputs, log)
 
     @app.on_partitions_assigned.connect
     async def assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
@@ -218,24 +204,17 @@ def build_app(settings: Settings) -> faust.App:
         if parts:
             log.info("partitions_revoked", partitions=parts, checkpointed=handed)
 
-    # At a clean stop Faust waits for the streams to be empty, then stops the tables (closing
-    # their stores) and only then sends ``on_before_shutdown``: the last checkpoint is written
-    # in between, so a restart does not forget what was learned since the periodic one.
-    table_manager = app.tables
-    stop_tables = table_manager.stop
+    async def checkpoint_at_stop() -> None:
+        """At a clean stop, once the streams are empty and before the stores close: the last
+        checkpoint, so a restart does not forget what was learned since the periodic one."""
+        if sessions:  # Faust stops the tables twice: the first time counts
+            stored = {str(p): v for p, s in sorted(sessions.items())
+                      if (v := s.checkpoint()) is not None}
+            sessions.clear()
+            await write_out()
+            log.info("checkpointed_at_shutdown", checkpointed=stored)
 
-    async def checkpoint_then_stop_tables() -> None:
-        try:
-            if sessions:  # Faust stops the tables twice: the first time counts
-                stored = {str(p): v for p, s in sorted(sessions.items())
-                          if (v := s.checkpoint()) is not None}
-                sessions.clear()
-                await write_out()
-                log.info("checkpointed_at_shutdown", checkpointed=stored)
-        finally:  # the stores are closed whatever happened to the checkpoint
-            await stop_tables()
-
-    table_manager.stop = checkpoint_then_stop_tables  # type: ignore[method-assign]
+    faust_patches.before_tables_stop(app, checkpoint_at_stop)
 
     within = settings.batch_within_ms / 1000.0
 

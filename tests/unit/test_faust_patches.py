@@ -1,12 +1,14 @@
-"""The worker's consumer gets our fetch wait, not Faust's hard-coded 1,500 ms."""
+"""What the worker patches in Faust still exists, and the consumer gets our fetch wait, not
+Faust's hard-coded 1,500 ms."""
 
 import asyncio
+import importlib
 
 import faust
 import pytest
 
 from stream_app.settings import Settings
-from stream_app.worker import fetching
+from stream_app.worker import faust_patches
 
 
 def _worker_consumer_wait_ms(tmp_path) -> int:
@@ -22,9 +24,9 @@ def _worker_consumer_wait_ms(tmp_path) -> int:
 
 
 def test_install_sets_the_fetch_wait_of_every_worker_consumer_faust_creates(tmp_path):
-    fetching.install(35)
+    faust_patches.install_fetch_wait(35)
     assert _worker_consumer_wait_ms(tmp_path / "a") == 35
-    fetching.install(Settings().fetch_max_wait_ms)  # a second install replaces the wait
+    faust_patches.install_fetch_wait(Settings().fetch_max_wait_ms)  # a second install replaces the wait
     assert _worker_consumer_wait_ms(tmp_path / "b") == Settings().fetch_max_wait_ms == 20
 
 
@@ -35,4 +37,37 @@ def test_the_wait_is_read_from_the_environment():
 
 def test_a_wait_below_one_ms_is_refused():
     with pytest.raises(ValueError, match="fetch_max_wait_ms must be >= 1"):
-        fetching.install(0)
+        faust_patches.install_fetch_wait(0)
+
+
+@pytest.mark.parametrize("module, cls, attribute", faust_patches.PATCHED,
+                         ids=[".".join(p[1:]) for p in faust_patches.PATCHED])
+def test_every_patched_faust_attribute_exists_in_the_installed_version(module, cls, attribute):
+    owner = getattr(importlib.import_module(module), cls)
+    assert hasattr(owner, attribute), f"{module}.{cls}.{attribute} is gone: see faust_patches.py"
+
+
+def test_the_patches_wrap_what_they_say(tmp_path):
+    app = faust.App("patch-test", broker="kafka://127.0.0.1:1", datadir=str(tmp_path),
+                    web_enabled=False)
+    calls = []
+
+    async def write_out():
+        calls.append("write_out")
+
+    async def before():
+        calls.append("checkpoint")
+
+    async def faust_flush():
+        calls.append("faust_flush")
+
+    async def faust_stop():
+        calls.append("stores_closed")
+
+    app.producer.flush = faust_flush
+    app.tables.stop = faust_stop
+    faust_patches.flush_before_commit(app, write_out)
+    faust_patches.before_tables_stop(app, before)
+    asyncio.run(app.producer.flush())
+    asyncio.run(app.tables.stop())
+    assert calls == ["write_out", "faust_flush", "checkpoint", "stores_closed"]
