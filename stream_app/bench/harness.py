@@ -42,6 +42,7 @@ from stream_app.bench.probes import (
 )
 from stream_app.bench.report import markdown, phase_summary, plot, write_json
 from stream_app.bench.sandbox import Sandbox
+from stream_app.kafka.topics import INPUT_TOPICS
 
 
 class BenchError(RuntimeError):
@@ -53,6 +54,7 @@ class Harness:
         self.p = params
         self.say = progress or (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
         self.current_phase = "setup"
+        self.bulk_records = 0  # rows the bench cloned into the changelogs (not the worker's)
         self.notes: list[str] = []
 
     # -- helpers -----------------------------------------------------------------------------
@@ -144,8 +146,15 @@ class Harness:
         rows = {name.removeprefix(s.topic_prefix): row for name, row in topics.items()}
         per = {name: round(row["records"] / requests, 3) for name, row in rows.items()} \
             if requests else {}
+        # what the worker wrote: every topic but its inputs (and the config the bench
+        # published), less the rows the bench itself cloned into the changelogs (bulk state)
+        inputs = {*INPUT_TOPICS, "engine-config"}
+        written = sum(row["records"] for name, row in rows.items() if name not in inputs)
+        written -= self.bulk_records
         return {"requests": requests, "topics": rows, "records_per_request": per,
-                "total_records_per_request": round(sum(per.values()), 2) if per else None}
+                "total_records_per_request": round(sum(per.values()), 2) if per else None,
+                "bulk_records": self.bulk_records,
+                "worker_records_per_request": round(written / requests, 3) if requests else None}
 
     def _profile(self) -> MainRunProfile:
         """py-spy on the worker and the broker's threads over the main run's steady part: from
@@ -196,6 +205,7 @@ class Harness:
                  f"as templates for customers {p.customers:,}..{p.bulk_customers - 1:,}")
         seeded = seed_changelogs(box.bootstrap, box.changelog_topic, templates, p.customers,
                                  p.bulk_customers, self.say)
+        self.bulk_records = seeded["records"]
         self.say(f"bulk state: {seeded['records']:,} rows in the changelogs in "
                  f"{seeded['seconds']:.1f} s; starting the worker")
         spawned = box.start_worker()

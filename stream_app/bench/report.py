@@ -221,6 +221,11 @@ def _traffic_lines(tr: dict[str, Any] | None) -> list[str]:
                      f"{_f(disk)} | {_f(disk / row['records'] if disk and row['records'] else None)} |")
     lines.append(f"| all | {sum(r['records'] for r in tr['topics'].values()):,} | "
                  f"{tr['total_records_per_request']} | | |")
+    if tr.get("worker_records_per_request") is not None:
+        bulk = tr.get("bulk_records") or 0
+        lines += ["", f"Records written by the worker per request (inputs and the config not "
+                      f"counted{f', nor the {bulk:,} rows the bench cloned' if bulk else ''}): "
+                      f"**{tr['worker_records_per_request']:.2f}**."]
     return lines
 
 

@@ -46,7 +46,24 @@ import math
 from bisect import bisect_left
 from typing import Any, Iterable, Mapping
 
-__all__ = ["DIMENSIONS", "DeltaAggregator", "GroupMetrics"]
+__all__ = ["DIMENSIONS", "DeltaAggregator", "GroupMetrics", "outcome_rows"]
+
+
+def outcome_rows(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The outcome deltas a ``delta-metrics`` message carries: the engine publishes them per
+    batch (kind ``outcomes``, a list of ``outcome`` records); an ``outcome`` record is itself;
+    any other kind carries none.
+
+    >>> row = {"kind": "outcome", "decision_id": "dc-1", "actual": 1.0}
+    >>> outcome_rows({"kind": "outcomes", "outcomes": [row]}) == outcome_rows(row) == [row]
+    True
+    >>> outcome_rows({"kind": "rollup"})
+    []
+    """
+    kind = message.get("kind")
+    if kind == "outcomes":
+        return list(message.get("outcomes") or ())
+    return [message] if kind == "outcome" else []
 
 DIMENSIONS = ("offer_id", "segment", "policy", "use_case", "experiment_arm")
 

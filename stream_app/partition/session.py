@@ -60,6 +60,9 @@ POPULATION_KEY = b"\x00population"  # the partition's population arms, in ``arms
 SEGMENT_KEY = b"\x00segment:"  # a segment's arms, in ``arms``
 
 _DEFAULTS = Settings()
+# Outcome deltas are published per batch, at most this many per ``delta-metrics`` record
+# (kind ``outcomes``; ~500 B each: a record stays far below the broker's 1 MB limit).
+OUTCOMES_PER_RECORD = 500
 _contract: Contract | None = None
 
 
@@ -151,6 +154,7 @@ class PartitionSession:
         self._customers: dict[str, CustomerState] = {}  # the batch's customers, decoded
         self._raw: dict[str, bytes | None] = {}  # the batch's customers as read, not decoded yet
         self._dirty: set[str] = set()  # the batch's customers to write
+        self._deltas: list[dict[str, Any]] = []  # the batch's outcome deltas, in order
         self._out = Emitted()
         self._handlers = {"decision-requests": self._answer, "outcomes": self._learn,
                           "interactions": self._observe}
@@ -382,6 +386,13 @@ class PartitionSession:
         return pending
 
     def _write_back(self) -> None:
+        deltas = self._deltas
+        for start in range(0, len(deltas), OUTCOMES_PER_RECORD):
+            rows = deltas[start:start + OUTCOMES_PER_RECORD]
+            self._out.records.append((self._deltas_topic, b"outcomes", _dumps({
+                "schema_version": 1, "kind": "outcomes", "ts": max(r["ts"] for r in rows),
+                "partition": self.partition, "outcomes": rows})))
+        deltas.clear()
         customers, dirty = self._customers, self._dirty
         watermark = self.clock.watermark_ms
         rows = []
@@ -421,13 +432,12 @@ class PartitionSession:
             self._pooled[key] = arms
             self._pooled_dirty.add(key)
         self._put(p.customer_id, learned.customer.replace(arms=evidence.customer).with_decision(p))
-        send = self._out.records.append
         for rec in learned.records:
             if rec.get("kind") == "outcome":
                 clock.rollups.add(rec)
-                send((self._deltas_topic, rec["customer_id"].encode(), _dumps(rec)))
+                self._deltas.append(rec)
             else:  # drift and other population-level records
-                send((self._deltas_topic, rec["kind"].encode(), _dumps(rec)))
+                self._out.records.append((self._deltas_topic, rec["kind"].encode(), _dumps(rec)))
         self._learned()
 
     def _learned(self) -> None:

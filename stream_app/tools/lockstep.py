@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from stream_app.core.delta import outcome_rows
 from stream_app.kafka.topics import INPUT_TOPICS
 from stream_app.tools.ranges import raw_key, raw_value
 from stream_app.tools.sandbox import GuardedProducer, Sandbox, WorkerProcess
@@ -108,8 +109,9 @@ class Acks:
                 if name == "decisions":
                     self.decided.setdefault(msg.get("request_id"), msg)
                 elif name == "delta-metrics":
-                    if msg.get("kind") == "outcome" and msg.get("outcome_id"):
-                        self.outcomes.add(msg["outcome_id"])
+                    for row in outcome_rows(msg):
+                        if row.get("outcome_id"):
+                            self.outcomes.add(row["outcome_id"])
                 else:
                     self.letters.append(msg)
                     src = msg.get("source") or {}

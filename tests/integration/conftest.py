@@ -14,6 +14,7 @@ from typing import Any, Callable
 import orjson
 import pytest
 
+from stream_app.core.delta import outcome_rows
 from stream_app.kafka.broker import LocalBroker, free_port
 from stream_app.kafka.client import TopicReader, producer, send
 from stream_app.kafka.topics import create_topics
@@ -91,12 +92,15 @@ class Engine:
         self.send("engine-config", "engine", doc)
 
     def collect(self, topic: str, until: Callable[[list[dict]], bool], timeout_s: float = 60.0) -> list[dict]:
-        """Read JSON messages from an output topic until ``until(messages)`` holds."""
+        """Read JSON messages from an output topic until ``until(messages)`` holds; a batch of
+        outcome deltas (``delta-metrics`` kind ``outcomes``) is read as its outcome records."""
         got: list[dict] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for _, value in self.readers[topic].poll(0.2):
-                got.append(orjson.loads(value))
+                message = orjson.loads(value)
+                got.extend(outcome_rows(message) if message.get("kind") == "outcomes"
+                           else [message])
             if until(got):
                 return got
             if self.process is not None and self.process.poll() is not None:

@@ -10,6 +10,7 @@ import zlib
 import orjson
 import pytest
 
+from stream_app.core.delta import outcome_rows
 from tests.integration.conftest import Engine
 
 pytestmark = pytest.mark.integration
@@ -54,9 +55,9 @@ def _join(engine: Engine, outcomes: list[dict], timeout_s: float = 120) -> dict[
     deadline = time.monotonic() + timeout_s
     while not ids <= joined.keys() and time.monotonic() < deadline:
         for _, value in engine.readers["delta-metrics"].poll(0.2):
-            m = orjson.loads(value)
-            if m.get("kind") == "outcome" and m.get("decision_id") in ids:
-                joined[m["decision_id"]] = m
+            for m in outcome_rows(orjson.loads(value)):
+                if m.get("decision_id") in ids:
+                    joined[m["decision_id"]] = m
     return joined
 
 

@@ -13,9 +13,10 @@ from stream_app.core.arms import Arms
 from stream_app.core.catalogue import parse_config
 from stream_app.core.customer import CustomerState
 from stream_app.core.decision import Decider, decision_id_for
+from stream_app.core.delta import outcome_rows
 from stream_app.evaluation import engine_agent
 from stream_app.partition import DictStore, InputRecord, PartitionSession
-from stream_app.partition.session import POPULATION_KEY
+from stream_app.partition.session import POPULATION_KEY, default_contract
 from stream_app.simulator import default_engine_config
 from stream_app.worker import app as worker_app
 
@@ -54,7 +55,13 @@ def interaction(i: int, cid: str = "c1", ts: int = T0) -> dict:
 
 
 def deltas(emitted) -> list[dict]:
-    return [orjson.loads(v) for t, _, v in emitted.records if t == "delta-metrics"]
+    """The delta-metrics records sent, a batch of outcome deltas read as its rows."""
+    out = []
+    for t, _, v in emitted.records:
+        if t == "delta-metrics":
+            m = orjson.loads(v)
+            out += outcome_rows(m) if m["kind"] == "outcomes" else [m]
+    return out
 
 
 def letters(emitted) -> list[dict]:
@@ -182,12 +189,13 @@ def messages(n_customers: int, rounds: int) -> list[tuple[str, dict]]:
 
 
 def run_in_batches(decider: Decider, msgs: list[tuple[str, dict]], sizes: list[int]
-                   ) -> tuple[list[bytes], dict]:
+                   ) -> tuple[dict, dict]:
     """Hand the messages over in runs of one source, each cut into batches of the given sizes
-    (cycled); the records sent (latency aside) and the final tables."""
+    (cycled); the records sent per (topic, kind), in order (outcome deltas as their rows,
+    wall-clock fields aside), and the final tables."""
     store = DictStore()
     session = session_on(store, decider)
-    sent: list[bytes] = []
+    sent: dict[tuple[str, str | None], list[bytes]] = {}
     i = k = 0
     while i < len(msgs):
         source = msgs[i][0]
@@ -198,9 +206,11 @@ def run_in_batches(decider: Decider, msgs: list[tuple[str, dict]], sizes: list[i
         emitted = session.process(source, [rec(m) for _, m in msgs[i:j]])
         for topic, key, value in emitted.records:
             doc = orjson.loads(value)
-            doc.pop("latency_ms", None)  # wall-clock times: not the engine's output
-            doc.pop("failed_at", None)
-            sent.append(orjson.dumps([topic, key.decode(), doc], option=orjson.OPT_SORT_KEYS))
+            for row in outcome_rows(doc) if doc.get("kind") == "outcomes" else [doc]:
+                row.pop("latency_ms", None)  # wall-clock times: not the engine's output
+                row.pop("failed_at", None)
+                sent.setdefault((topic, row.get("kind")), []).append(
+                    orjson.dumps(row, option=orjson.OPT_SORT_KEYS))
         i = j
     return sent, {t: dict(rows) for t, rows in store.tables.items() if t != "models"}
 
@@ -212,7 +222,7 @@ def test_a_batched_partition_equals_the_one_at_a_time_partition(decider, sizes):
     # requests must decide, store and send exactly what they would one at a time
     msgs = messages(4, 6)
     one_by_one = run_in_batches(decider, msgs, [1])
-    assert len(one_by_one[0]) > 40
+    assert sum(map(len, one_by_one[0].values())) > 40
     assert run_in_batches(decider, msgs, sizes) == one_by_one
 
 
@@ -233,3 +243,17 @@ def test_the_worker_and_both_benchmarks_drive_the_same_partition_class(decider):
     for module in (worker_app, core_bench_module, engine_agent):
         source = open(module.__file__).read()
         assert ".decide(" not in source and "decider.learn(" not in source
+
+
+def test_the_outcome_deltas_of_a_batch_are_one_record(decider):
+    session = session_on(DictStore(), decider)
+    decided = session.process("decision-requests", [rec(request(i, cid=f"c{i}")) for i in range(5)])
+    emitted = session.process("outcomes", [rec(outcome(i, d["decision_id"], cid=d["customer_id"]))
+                                           for i, d in enumerate(decided.decisions)])
+    [(topic, key, value)] = emitted.records
+    record = orjson.loads(value)
+    assert (topic, key, record["kind"], record["partition"]) == (
+        "delta-metrics", b"outcomes", "outcomes", 0)
+    assert [r["decision_id"] for r in record["outcomes"]] == [
+        d["decision_id"] for d in decided.decisions]
+    default_contract().validate("delta-metrics", record)
