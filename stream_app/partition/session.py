@@ -153,7 +153,7 @@ class PartitionSession:
         self._pooled_dirty: set[bytes] = set()
         self._customers: dict[str, CustomerState] = {}  # the batch's customers, decoded
         self._raw: dict[str, bytes | None] = {}  # the batch's customers as read, not decoded yet
-        self._dirty: set[str] = set()  # the batch's customers to write
+        self._dirty: dict[str, bytes] = {}  # the batch's customers to write, encoded
         self._deltas: list[dict[str, Any]] = []  # the batch's outcome deltas, in order
         self._out = Emitted()
         self._handlers = {"decision-requests": self._answer, "outcomes": self._learn,
@@ -271,8 +271,8 @@ class PartitionSession:
         decided = decider.decide(request, customer, self._evidence(customer, segment),
                                  self.population)
         if decided.pending is not None:
-            clock.schedule(decided.pending)
             self._put(cid, decided.customer.with_decision(decided.pending))
+            clock.schedule(decided.pending)
         decision = decided.decision
         decision["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
         self._out.decisions.append(decision)
@@ -373,8 +373,14 @@ class PartitionSession:
         return customer
 
     def _put(self, cid: str, customer: CustomerState) -> None:
+        """Keep the customer's new state for the batch's write. Encoded now, so a value that
+        cannot be stored fails the record that made it (dead-lettered), not the batch;
+        settled decisions past their grace period are dropped from it."""
+        watermark = self.clock.watermark_ms
+        if watermark is not None:
+            customer = customer.forgetting(watermark, forget_at)
+        self._dirty[cid] = customer.encode()
         self._customers[cid] = customer
-        self._dirty.add(cid)
 
     def _known(self, customer: CustomerState, decision_id: str) -> PendingDecision | None:
         """The customer's decision ``decision_id`` unless its grace period is over."""
@@ -394,15 +400,8 @@ class PartitionSession:
                 "partition": self.partition, "outcomes": rows})))
         deltas.clear()
         customers, dirty = self._customers, self._dirty
-        watermark = self.clock.watermark_ms
-        rows = []
-        for cid in dirty:
-            customer = customers[cid]
-            if watermark is not None:  # settled decisions past their grace period go
-                customer = customer.forgetting(watermark, forget_at)
-            rows.append((cid.encode(), customer.encode()))
-        if rows:
-            self.store.set_many("customers", rows)
+        if dirty:
+            self.store.set_many("customers", [(cid.encode(), raw) for cid, raw in dirty.items()])
         pooled = [(key, self._pooled[key].encode()) for key in self._pooled_dirty]
         if pooled:
             self.store.set_many("arms", pooled)
@@ -427,11 +426,11 @@ class PartitionSession:
         publish the deltas."""
         p = learned.pending
         evidence = learned.evidence
+        self._put(p.customer_id, learned.customer.replace(arms=evidence.customer).with_decision(p))
         for key, arms in ((SEGMENT_KEY + p.segment.encode(), evidence.segment),
                           (POPULATION_KEY, evidence.population)):
             self._pooled[key] = arms
             self._pooled_dirty.add(key)
-        self._put(p.customer_id, learned.customer.replace(arms=evidence.customer).with_decision(p))
         for rec in learned.records:
             if rec.get("kind") == "outcome":
                 clock.rollups.add(rec)

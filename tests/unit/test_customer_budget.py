@@ -14,7 +14,7 @@ import pytest
 from stream_app.bench.params import BenchParams, engine_config
 from stream_app.core.arms import Arms
 from stream_app.core.catalogue import offer_key, parse_config
-from stream_app.core.customer import RECENT_EVENTS, CustomerState
+from stream_app.core.customer import RECENT_EVENTS, SEEN_OUTCOMES, CustomerState
 from stream_app.core.decision import decision_id_for
 from stream_app.core.feedback import PendingDecision
 from stream_app.profile import PROFILE_BYTES, apply_interaction
@@ -68,6 +68,12 @@ def test_the_bench_customer_fits_in_1_kb():
     data = c.encode()
     assert len(data) == expected <= 1024
     assert CustomerState.decode(data, "cust-000001") == c
+    # between decisions, with its last 8 outcome ids remembered too: 1,020 - 81 + 7 x 8 = 995
+    seen = c.seen_outcomes
+    for i in range(2, 2 + SEEN_OUTCOMES):
+        seen = c.replace(seen_outcomes=seen).remembered_outcome(f"out-{i}")
+    settled = c.replace(seen_outcomes=seen).without_decisions([c.decisions[0].decision_id])
+    assert len(settled.encode()) == 995
 
 
 def test_the_demo_customer_fits_in_1_kb():

@@ -257,3 +257,23 @@ def test_the_outcome_deltas_of_a_batch_are_one_record(decider):
     assert [r["decision_id"] for r in record["outcomes"]] == [
         d["decision_id"] for d in decided.decisions]
     default_contract().validate("delta-metrics", record)
+
+
+def test_a_state_that_cannot_be_stored_fails_its_record_not_the_batch(decider, monkeypatch):
+    # e.g. a customer past what the codec can hold: the record that made the state is
+    # dead-lettered, the rest of the batch is decided and stored
+    encode = CustomerState.encode
+
+    def failing(self):
+        if any(p.customer_id == "c-bad" for p in self.decisions):
+            raise ValueError("too many open decisions for one customer value")
+        return encode(self)
+
+    monkeypatch.setattr(CustomerState, "encode", failing)
+    store = DictStore()
+    emitted = session_on(store, decider).process("decision-requests", [
+        rec(request(1, cid="c1")), rec(request(2, cid="c-bad")), rec(request(3, cid="c2"))])
+    assert [d["customer_id"] for d in emitted.decisions] == ["c1", "c2"]
+    [letter] = letters(emitted)
+    assert "too many open decisions" in letter["reason"]
+    assert sorted(store.tables["customers"]) == [b"c1", b"c2"]
