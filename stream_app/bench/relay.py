@@ -11,8 +11,8 @@ reads the worker's three input topics and, for every message, writes what the wo
 - per interaction ``per_interaction`` such records, per outcome ``per_outcome``.
 
 It decodes every input (orjson: any engine must) and does nothing else: no state, no tables, no
-decision logic. The fan-out defaults are the worker's own, measured (``performance.md`` part 8,
-from the report's ``traffic`` section). Offsets are committed once a second after everything
+decision logic. The fan-out defaults are the worker's own, measured (the bench report's
+``traffic`` section, ``docs/benchmarks/engine/engine-flat2.md``). Offsets are committed once a second after everything
 produced is acknowledged, as the worker does (at least once).
 
 Two consumers: ``librdkafka`` (confluent-kafka: a batch of records per call, fetched on
@@ -47,18 +47,18 @@ RELAY_TOPIC = "relay-changelog"
 class Fanout:
     """Records written per input record.
 
-    Defaults are the engine's own, from the traffic section of the 2,000-customer flat-out bench
-    (docs/benchmarks/ab/ab11-engine.json): 7.8 side records per request in all (pending 2.76,
-    customers 2.43, arms 1.41, delta-metrics 0.96, scores 0.14, seen 0.10), split here as 7 per
-    request, 1 per interaction (0.5 per request) and 5 per outcome (0.1 per request) = 8.0; side
-    records average ~300 B; a decision is ~1.8 KB (1,939 B per record on the broker's disk).
+    Defaults are the engine's own, from the traffic section of the 100,000-customer flat-out
+    bench (docs/benchmarks/engine/engine-flat2.md): 2.93 side records per request in all
+    (customers changelog 2.47, scores 0.23, arms changelog 0.15, delta metrics 0.08), split here
+    as 2 per request, 1 per interaction (0.5 per request) and 3 per outcome (0.3 per request) =
+    2.8; side records average ~580 B (a customer value is ~600 B); a decision is ~1.95 KB.
     """
 
-    per_request: int = 7
+    per_request: int = 2
     per_interaction: int = 1
-    per_outcome: int = 5
-    record_bytes: int = 300
-    decision_bytes: int = 1800
+    per_outcome: int = 3
+    record_bytes: int = 580
+    decision_bytes: int = 1950
 
     def __post_init__(self) -> None:
         if min(self.per_request, self.per_interaction, self.per_outcome) < 0:

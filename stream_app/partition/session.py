@@ -60,6 +60,10 @@ POPULATION_KEY = b"\x00population"  # the partition's population arms, in ``arms
 SEGMENT_KEY = b"\x00segment:"  # a segment's arms, in ``arms``
 
 _DEFAULTS = Settings()
+# The partition's pooled (segment and population) arms change with every settlement: they are
+# kept in memory and written at most once per second of event time, and at every checkpoint,
+# hand-over and stop (population-level state, like the learners in ``models``).
+POOLED_WRITE_EVERY_MS = 1000
 # Outcome deltas are published per batch, at most this many per ``delta-metrics`` record
 # (kind ``outcomes``; ~500 B each: a record stays far below the broker's 1 MB limit).
 OUTCOMES_PER_RECORD = 500
@@ -151,6 +155,7 @@ class PartitionSession:
         self._clock: PartitionClock | None = None
         self._pooled: dict[bytes, Arms] = {}
         self._pooled_dirty: set[bytes] = set()
+        self._pooled_written_ms = -POOLED_WRITE_EVERY_MS  # event time of the last write
         self._customers: dict[str, CustomerState] = {}  # the batch's customers, decoded
         self._raw: dict[str, bytes | None] = {}  # the batch's customers as read, not decoded yet
         self._dirty: dict[str, bytes] = {}  # the batch's customers to write, encoded
@@ -203,8 +208,9 @@ class PartitionSession:
         return out
 
     def checkpoint(self) -> str | None:
-        """Store the population learners now (hand-over, stop); the model version stored, or
-        ``None`` when there is nothing in memory or the store refused it."""
+        """Store the population learners and the pooled arms now (hand-over, stop); the model
+        version stored, or ``None`` when there is nothing in memory or the store refused it."""
+        self._write_pooled()
         if self._population is None:
             return None
         try:
@@ -402,13 +408,20 @@ class PartitionSession:
         customers, dirty = self._customers, self._dirty
         if dirty:
             self.store.set_many("customers", [(cid.encode(), raw) for cid, raw in dirty.items()])
-        pooled = [(key, self._pooled[key].encode()) for key in self._pooled_dirty]
-        if pooled:
-            self.store.set_many("arms", pooled)
+        watermark = self.clock.watermark_ms
+        if self._pooled_dirty and watermark is not None and \
+                watermark - self._pooled_written_ms >= POOLED_WRITE_EVERY_MS:
+            self._write_pooled()
+            self._pooled_written_ms = watermark
         customers.clear()
         dirty.clear()
         self._raw.clear()
-        self._pooled_dirty.clear()
+
+    def _write_pooled(self) -> None:
+        if self._pooled_dirty:
+            self.store.set_many("arms", [(key, self._pooled[key].encode())
+                                         for key in self._pooled_dirty])
+            self._pooled_dirty.clear()
 
     def _pooled_arms(self, key: bytes) -> Arms:
         # read by every decision and settlement: kept in memory, written once per batch

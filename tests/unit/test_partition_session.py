@@ -212,6 +212,7 @@ def run_in_batches(decider: Decider, msgs: list[tuple[str, dict]], sizes: list[i
                 sent.setdefault((topic, row.get("kind")), []).append(
                     orjson.dumps(row, option=orjson.OPT_SORT_KEYS))
         i = j
+    session.checkpoint()  # the pooled arms are written at most once a second of event time
     return sent, {t: dict(rows) for t, rows in store.tables.items() if t != "models"}
 
 
