@@ -17,7 +17,7 @@ the profile, the online segments and the arms, never the engagement / churn / ca
 propensity scores, so they are the same, several times faster (a test checks this).
 
 >>> from stream_app.core.arms import Arms
->>> from stream_app.partition.session import POPULATION_KEY
+>>> from stream_app.partition.state import POPULATION_KEY
 >>> from stream_app.simulator import Population, Simulation, default_engine_config
 >>> sim = Simulation(Population(seed=4, n_customers=30), days=1.0)
 >>> agent = EngineAgent(default_engine_config(), seed=1)

@@ -4,8 +4,9 @@ A ``PartitionSession`` is the engine as the worker, the core benchmark, the lear
 and the tests all run it. Given a batch of records read from one input topic of its partition,
 it decodes and validates them (dead-lettering what cannot be used, with the reason), advances
 the partition's event time (firing attribution timers, closing roll-up windows), loads the
-customers' state through a ``PartitionStore``, calls the decision core (``core/decision.py``),
-stores the new state and returns the records to send. It never touches Kafka: the Faust worker
+customers' state (``partition/state.py``: one multi-get per batch, one write per customer)
+from a ``PartitionStore``, calls the decision core (``core/decision.py``), stores the new state
+and returns the records to send. It never touches Kafka: the Faust worker
 (``worker/app.py``) hands it the batches its agents take and sends what it returns.
 
 Per-customer state is exact after any restart (the store's tables are changelog-backed in the
@@ -38,7 +39,6 @@ from typing import Any
 import orjson
 import structlog
 
-from stream_app.core.arms import Arms
 from stream_app.core.customer import CustomerCodecError, CustomerState
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.feedback import PendingDecision
@@ -46,6 +46,7 @@ from stream_app.core.population import PopulationState
 from stream_app.deadletter import dead_letter
 from stream_app.partition import checkpoints
 from stream_app.partition.clock import PartitionClock, forget_at
+from stream_app.partition.state import POPULATION_KEY, SEGMENT_KEY, PartitionState
 from stream_app.partition.store import PartitionStore
 from stream_app.schemas import Contract, InvalidMessage
 from stream_app.settings import Settings
@@ -56,14 +57,8 @@ log = structlog.get_logger("stream_app.partition")
 
 SOURCES = ("decision-requests", "outcomes", "interactions")  # the input topics, contract names
 TABLES = ("customers", "arms", "models")  # the state a partition keeps
-POPULATION_KEY = b"\x00population"  # the partition's population arms, in ``arms``
-SEGMENT_KEY = b"\x00segment:"  # a segment's arms, in ``arms``
 
 _DEFAULTS = Settings()
-# The partition's pooled (segment and population) arms change with every settlement: they are
-# kept in memory and written at most once per second of event time, and at every checkpoint,
-# hand-over and stop (population-level state, like the learners in ``models``).
-POOLED_WRITE_EVERY_MS = 1000
 # Outcome deltas are published per batch, at most this many per ``delta-metrics`` record
 # (kind ``outcomes``; ~500 B each: a record stays far below the broker's 1 MB limit).
 OUTCOMES_PER_RECORD = 500
@@ -153,12 +148,7 @@ class PartitionSession:
         if population is not None:
             self._schedule.loaded(partition)
         self._clock: PartitionClock | None = None
-        self._pooled: dict[bytes, Arms] = {}
-        self._pooled_dirty: set[bytes] = set()
-        self._pooled_written_ms = -POOLED_WRITE_EVERY_MS  # event time of the last write
-        self._customers: dict[str, CustomerState] = {}  # the batch's customers, decoded
-        self._raw: dict[str, bytes | None] = {}  # the batch's customers as read, not decoded yet
-        self._dirty: dict[str, bytes] = {}  # the batch's customers to write, encoded
+        self._state = PartitionState(store)
         self._deltas: list[dict[str, Any]] = []  # the batch's outcome deltas, in order
         self._out = Emitted()
         self._handlers = {"decision-requests": self._answer, "outcomes": self._learn,
@@ -184,7 +174,7 @@ class PartitionSession:
                 accepted.append((self._decode(source, record), record))
             except InvalidMessage as exc:
                 self._reject(str(exc), record)
-        self._prefetch([m["customer_id"] for m, _ in accepted])
+        self._state.prefetch([m["customer_id"] for m, _ in accepted])
         try:
             for message, record in accepted:
                 try:
@@ -210,7 +200,7 @@ class PartitionSession:
     def checkpoint(self) -> str | None:
         """Store the population learners and the pooled arms now (hand-over, stop); the model
         version stored, or ``None`` when there is nothing in memory or the store refused it."""
-        self._write_pooled()
+        self._state.write_pooled()
         if self._population is None:
             return None
         try:
@@ -354,39 +344,12 @@ class PartitionSession:
             log.info("challenger_promoted", challenger=key, version=doc["version"])
             send((self._topics["engine-config"], b"engine", _dumps(doc)))
 
-    # -- state ---------------------------------------------------------------------------------
-    # A customer is one value (profile, contact history, arms, open decisions, ids seen): read
-    # once per batch (``_prefetch``: one multi-get), kept decoded while the batch runs, and
-    # written once when it is done (``_write_back``: one write, one changelog record per key).
-    def _prefetch(self, customer_ids: Sequence[str]) -> None:
-        cached = self._customers
-        wanted = list(dict.fromkeys(c for c in customer_ids if c not in cached))
-        if wanted:
-            raws = self.store.get_many("customers", [c.encode() for c in wanted])
-            self._raw.update(zip(wanted, raws))
-
+    # -- state -------------------------------------------------------------------------------
     def _customer(self, cid: str) -> CustomerState:
-        customer = self._customers.get(cid)
-        if customer is None:
-            raw = self._raw.pop(cid) if cid in self._raw else \
-                self.store.get("customers", cid.encode())
-            try:
-                customer = CustomerState.decode(raw, cid)
-            except (CustomerCodecError, ValueError) as exc:  # an incompatible version
-                log.warning("customer_unreadable", customer_id=cid, error=str(exc))
-                customer = CustomerState.empty()
-            self._customers[cid] = customer
-        return customer
+        return self._state.customer(cid)
 
     def _put(self, cid: str, customer: CustomerState) -> None:
-        """Keep the customer's new state for the batch's write. Encoded now, so a value that
-        cannot be stored fails the record that made it (dead-lettered), not the batch;
-        settled decisions past their grace period are dropped from it."""
-        watermark = self.clock.watermark_ms
-        if watermark is not None:
-            customer = customer.forgetting(watermark, forget_at)
-        self._dirty[cid] = customer.encode()
-        self._customers[cid] = customer
+        self._state.put(cid, customer, self.clock.watermark_ms)
 
     def _known(self, customer: CustomerState, decision_id: str) -> PendingDecision | None:
         """The customer's decision ``decision_id`` unless its grace period is over."""
@@ -398,6 +361,7 @@ class PartitionSession:
         return pending
 
     def _write_back(self) -> None:
+        """The batch is done: its outcome deltas as one record (or a few), its state written."""
         deltas = self._deltas
         for start in range(0, len(deltas), OUTCOMES_PER_RECORD):
             rows = deltas[start:start + OUTCOMES_PER_RECORD]
@@ -405,34 +369,12 @@ class PartitionSession:
                 "schema_version": 1, "kind": "outcomes", "ts": max(r["ts"] for r in rows),
                 "partition": self.partition, "outcomes": rows})))
         deltas.clear()
-        customers, dirty = self._customers, self._dirty
-        if dirty:
-            self.store.set_many("customers", [(cid.encode(), raw) for cid, raw in dirty.items()])
-        watermark = self.clock.watermark_ms
-        if self._pooled_dirty and watermark is not None and \
-                watermark - self._pooled_written_ms >= POOLED_WRITE_EVERY_MS:
-            self._write_pooled()
-            self._pooled_written_ms = watermark
-        customers.clear()
-        dirty.clear()
-        self._raw.clear()
-
-    def _write_pooled(self) -> None:
-        if self._pooled_dirty:
-            self.store.set_many("arms", [(key, self._pooled[key].encode())
-                                         for key in self._pooled_dirty])
-            self._pooled_dirty.clear()
-
-    def _pooled_arms(self, key: bytes) -> Arms:
-        # read by every decision and settlement: kept in memory, written once per batch
-        arms = self._pooled.get(key)
-        if arms is None:
-            arms = self._pooled[key] = Arms.decode(self.store.get("arms", key))
-        return arms
+        self._state.write_back(self.clock.watermark_ms)
 
     def _evidence(self, customer: CustomerState, segment: str) -> Evidence:
-        return Evidence(customer.arms, self._pooled_arms(SEGMENT_KEY + segment.encode()),
-                        self._pooled_arms(POPULATION_KEY))
+        pooled = self._state.pooled
+        return Evidence(customer.arms, pooled(SEGMENT_KEY + segment.encode()),
+                        pooled(POPULATION_KEY))
 
     def _settle(self, clock: PartitionClock, learned: Learned) -> None:
         """Store what an outcome or an expired window taught, keep the decision (settled),
@@ -440,10 +382,8 @@ class PartitionSession:
         p = learned.pending
         evidence = learned.evidence
         self._put(p.customer_id, learned.customer.replace(arms=evidence.customer).with_decision(p))
-        for key, arms in ((SEGMENT_KEY + p.segment.encode(), evidence.segment),
-                          (POPULATION_KEY, evidence.population)):
-            self._pooled[key] = arms
-            self._pooled_dirty.add(key)
+        self._state.set_pooled(SEGMENT_KEY + p.segment.encode(), evidence.segment)
+        self._state.set_pooled(POPULATION_KEY, evidence.population)
         for rec in learned.records:
             if rec.get("kind") == "outcome":
                 clock.rollups.add(rec)

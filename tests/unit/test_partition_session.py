@@ -16,7 +16,8 @@ from stream_app.core.decision import Decider, decision_id_for
 from stream_app.core.delta import outcome_rows
 from stream_app.evaluation import engine_agent
 from stream_app.partition import DictStore, InputRecord, PartitionSession
-from stream_app.partition.session import POPULATION_KEY, default_contract
+from stream_app.partition.session import default_contract
+from stream_app.partition.state import POPULATION_KEY
 from stream_app.simulator import default_engine_config
 from stream_app.worker import app as worker_app
 
