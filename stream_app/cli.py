@@ -137,7 +137,7 @@ def _print_summary(s) -> None:
     print("\n== what the engine decided and learned ==")
     print(f"requests sent {s.requests}, decisions received {s.decisions} "
           f"(no_action {s.no_action}), outcomes answered {s.outcomes} "
-          f"(responses {s.responses}), delta metrics {s.deltas}, dead letters {s.dead_letters}")
+          f"(responses {s.responses}), outcome deltas {s.deltas}, dead letters {s.dead_letters}")
     print(f"engine latency per decision: p50 {np.percentile(lat, 50):.2f} ms, "
           f"p99 {np.percentile(lat, 99):.2f} ms")
     if s.trace:

@@ -11,6 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from stream_app.core.delta import outcome_rows
 from stream_app.kafka.client import TopicReader, producer, send
 from stream_app.settings import Settings
 from stream_app.simulator import Population, Simulation
@@ -30,7 +33,7 @@ class Score:
     chosen_prob: float = 0.0
     trace: list[tuple[float, float]] = field(default_factory=list)  # (chosen, oracle) true probs
     latencies: list[float] = field(default_factory=list)
-    deltas: int = 0
+    deltas: int = 0  # outcome deltas the engine published (rows of its ``outcomes`` records)
     dead_letters: int = 0
 
 
@@ -72,7 +75,7 @@ def run_traffic(settings: Settings, customers: int, seconds: float, rate: float,
                 score.outcomes += 1
                 score.responses += outcome["type"] in ("clicked", "accepted", "converted")
                 send(prod, settings.topic("outcomes"), outcome["customer_id"], outcome)
-        score.deltas += sum(1 for _ in deltas.poll(0.0))
+        score.deltas += sum(len(outcome_rows(orjson.loads(raw))) for _, raw in deltas.poll(0.0))
         score.dead_letters += sum(1 for _ in dead.poll(0.0))
 
     for topic, msg in sim.events():

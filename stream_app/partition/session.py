@@ -149,6 +149,7 @@ class PartitionSession:
             self._schedule.loaded(partition)
         self._clock: PartitionClock | None = None
         self._state = PartitionState(store)
+        self._horizon_ms: int | None = None  # the partition's event time before this record
         self._deltas: list[dict[str, Any]] = []  # the batch's outcome deltas, in order
         self._out = Emitted()
         self._handlers = {"decision-requests": self._answer, "outcomes": self._learn,
@@ -319,6 +320,10 @@ class PartitionSession:
     def _advance(self, ts: int, decider: Decider) -> PartitionClock:
         """Move the partition's event time: fire due attribution timers, close roll-up windows."""
         clock = self.clock
+        # what is forgotten is judged by the event time before this record: a record never
+        # makes the decision it is about forgotten (an outcome that comes after its decision's
+        # grace period, and moves time past it, is recognised as late, not refused)
+        self._horizon_ms = clock.watermark_ms
         for cid, decision_id in clock.advance(ts):
             customer = self._customer(cid)
             pending = customer.decision(decision_id)
@@ -349,14 +354,14 @@ class PartitionSession:
         return self._state.customer(cid)
 
     def _put(self, cid: str, customer: CustomerState) -> None:
-        self._state.put(cid, customer, self.clock.watermark_ms)
+        self._state.put(cid, customer, self._horizon_ms)
 
     def _known(self, customer: CustomerState, decision_id: str) -> PendingDecision | None:
         """The customer's decision ``decision_id`` unless its grace period is over."""
         pending = customer.decision(decision_id)
         if pending is not None and pending.is_settled:
-            watermark = self.clock.watermark_ms
-            if watermark is not None and forget_at(pending) <= watermark:
+            horizon = self._horizon_ms
+            if horizon is not None and forget_at(pending) <= horizon:
                 return None
         return pending
 

@@ -245,7 +245,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         print(f"fed: {fed}; {summary['records_not_inputs']} records were not inputs")
         print(f"decisions {summary['decisions']} of {summary['requests']} requests "
               f"(no_action {summary['no_action']}, missing {summary['missing_decisions']}), "
-              f"delta metrics {summary['delta_metrics']}, dead letters {summary['dead_letters']}")
+              f"delta-metrics records {summary['delta_metrics']}, dead letters {summary['dead_letters']}")
         print(f"{summary['event_span_s']} s of event time in {summary['wall_s']} s "
               f"(x{summary['compression']})"
               + (f"; {summary['unconfirmed_barriers']} messages passed a barrier on time-out, "

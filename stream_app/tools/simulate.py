@@ -54,7 +54,7 @@ def summary(score: Any, **options: Any) -> dict[str, Any]:
                                    if offered - half else None),
         "latency_ms_p50": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
         "latency_ms_p99": round(float(np.percentile(lat, 99)), 3) if len(lat) else None,
-        "delta_metrics": score.deltas, "dead_letters": score.dead_letters,
+        "outcome_deltas": score.deltas, "dead_letters": score.dead_letters,
     }
 
 

@@ -279,3 +279,17 @@ def test_a_state_that_cannot_be_stored_fails_its_record_not_the_batch(decider, m
     [letter] = letters(emitted)
     assert "too many open decisions" in letter["reason"]
     assert sorted(store.tables["customers"]) == [b"c1", b"c2"]
+
+
+def test_an_outcome_that_itself_moves_time_past_the_grace_period_is_late_not_refused(decider):
+    # time compression, or an outcome lagging behind: its own timestamp is past its decision's
+    # grace period; the decision is settled as ignored first, then the outcome is reported late
+    session = session_on(DictStore(), decider)
+    did = session.process("decision-requests", [rec(request(1))]).decisions[0]["decision_id"]
+    late_ts = T0 + 2 * WINDOW_MS + 1
+    rows = [d for d in deltas(session.process("outcomes", [rec(outcome(1, did, ts=late_ts))]))
+            if d["kind"] == "outcome"]
+    assert [(d["ignored"], d["late"]) for d in rows] == [(True, False), (False, True)]
+    # once event time had passed it before an outcome arrived, the decision is forgotten
+    again = session.process("outcomes", [rec(outcome(2, did, ts=late_ts + 1))])
+    assert "unknown decision_id" in letters(again)[0]["reason"]
