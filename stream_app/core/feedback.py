@@ -77,7 +77,7 @@ import orjson
 from stream_app.core.catalogue import CHANNELS, offer_key
 
 __all__ = ["REWARD", "SETTLED_BY", "TIMER", "Feedback", "PendingCodecError", "PendingDecision",
-           "ignored", "resolve", "reward_of"]
+           "ignored", "resolve", "reward_of", "window_end"]
 
 REWARD = {"clicked": 1.0, "accepted": 1.0, "converted": 1.0, "dismissed": 0.0, "ignored": 0.0}
 TIMER = "timer"  # ``settled_by`` of a decision the attribution window closed on
@@ -100,6 +100,15 @@ _SETTLED_CODE = {c: i for i, c in enumerate(SETTLED_BY)}
 
 class PendingCodecError(ValueError):
     """Stored pending-decision state that cannot be decoded."""
+
+
+def window_end(decided_ms: int, attribution_window_s: float) -> int:
+    """When the attribution window of a decision made at ``decided_ms`` ends (exclusive).
+
+    >>> window_end(1_000, 2.5)
+    3500
+    """
+    return decided_ms + int(round(attribution_window_s * 1000))
 
 
 def reward_of(outcome_type: str) -> float:
@@ -152,7 +161,7 @@ class PendingDecision:
         return cls(
             decision["decision_id"], decision["customer_id"], decision["offer_id"],
             decision["use_case"], decision["policy"], segment, float(decision["predicted"]),
-            float(decision["propensity"]), ts, ts + int(round(attribution_window_s * 1000)),
+            float(decision["propensity"]), ts, window_end(ts, attribution_window_s),
             experiment_arm=(decision.get("experiment") or {}).get("arm"),
             best_predicted=best_predicted, channel=decision.get("channel"),
             experiments=experiments or None, shadow=shadow or None,

@@ -41,6 +41,7 @@ import orjson
 
 from stream_app.core.catalogue import EngineConfig, parse_config
 from stream_app.core.decision import Decider, decision_id_for
+from stream_app.core.feedback import window_end
 from stream_app.core.population import PopulationState
 from stream_app.models.suite import ModelSuite, SuiteConfig
 from stream_app.partition import DictStore, InputRecord, PartitionSession
@@ -89,7 +90,7 @@ class EngineAgent:
             self.no_actions += 1
             return None, 1.0
         window = self.decider.config.use_cases[decision["use_case"]].attribution_window_s
-        self._expires[request["request_id"]] = int(decision["ts"]) + int(round(window * 1000))
+        self._expires[request["request_id"]] = window_end(int(decision["ts"]), window)
         return decision["offer_id"], float(decision["propensity"])
 
     def learn_outcome(self, request: Request, offer_id: str | None,

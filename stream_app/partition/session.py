@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 import structlog
 
-from stream_app.core.customer import CustomerCodecError, CustomerState
+from stream_app.core.customer import CustomerState
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.feedback import PendingDecision
 from stream_app.core.population import PopulationState
@@ -248,7 +248,7 @@ class PartitionSession:
                 try:
                     for pending in decisions_of(raw, key.decode()):
                         clock.schedule(pending)
-                except (CustomerCodecError, ValueError):
+                except ValueError:  # CustomerCodecError, or a value without its customer id
                     unreadable += 1  # written by an incompatible version: never joined again
             if unreadable:
                 log.warning("customers_unreadable", partition=self.partition, count=unreadable)

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import structlog
 
 from stream_app.core.arms import Arms
-from stream_app.core.customer import CustomerCodecError, CustomerState
+from stream_app.core.customer import CustomerState
 from stream_app.partition.clock import forget_at
 from stream_app.partition.store import PartitionStore
 
@@ -75,7 +75,7 @@ class PartitionState:
                 self.store.get("customers", cid.encode())
             try:
                 customer = CustomerState.decode(raw, cid)
-            except (CustomerCodecError, ValueError) as exc:  # an incompatible version
+            except ValueError as exc:  # CustomerCodecError: written by an incompatible version
                 log.warning("customer_unreadable", customer_id=cid, error=str(exc))
                 customer = CustomerState.empty()
             self._customers[cid] = customer

@@ -238,3 +238,17 @@ def test_decisions_take_the_low_latency_lane_and_the_flush_waits_for_both_lanes(
     out.send("bad", b"c1", b"{}")  # a refusal on the bulk lane fails the flush too
     with pytest.raises(DeliveryError, match="refused"):
         asyncio.run(out.flush())
+
+
+def test_get_many_reads_held_writes_and_the_store_in_the_order_asked(stores) -> None:
+    store_of, _ = stores
+    producer = FakeProducer()
+    tables, _ = _tables(store_of, producer)
+    tables.set("arms", 1, b"a", b"stored-a")
+    tables.set("arms", 1, b"b", b"stored-b")
+    tables.flush()
+    assert tables.get_many("arms", 1, [b"b", b"x", b"a"]) == [b"stored-b", None, b"stored-a"]
+    tables.set("arms", 1, b"a", b"held-a")  # held writes win over the store
+    tables.delete("arms", 1, b"b")          # and a held delete hides the stored row
+    assert tables.get_many("arms", 1, [b"b", b"x", b"a"]) == [None, None, b"held-a"]
+    assert tables.partition(1).get_many("arms", [b"a"]) == [b"held-a"]
