@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import orjson
 
 from stream_app.settings import Settings
-from stream_app.worker.process import spawn_worker, stop_worker
 
 
 class CliError(Exception):
@@ -59,14 +57,17 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     from stream_app.core.catalogue import ConfigError, parse_config
+    from stream_app.core.decision import Decider
     from stream_app.kafka.client import producer, send
     from stream_app.schemas import Contract, InvalidMessage
 
+    if args.action in ("history", "rollback"):
+        return _config_history(args, settings)
     path = Path(args.file or settings.config_file)
     try:
         raw = path.read_bytes()
-        doc = Contract.load().decode("engine-config", raw)
-        parse_config(doc)
+        doc = Contract.load(max_bytes=settings.max_message_bytes).decode("engine-config", raw)
+        Decider(parse_config(doc))  # what a worker does with it: rules, policies, experiments
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
     except (InvalidMessage, ConfigError) as exc:
@@ -82,6 +83,33 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _config_history(args: argparse.Namespace, settings: Settings) -> int:
+    """``config history``: the accepted configs in the order they were published;
+    ``config rollback``: publish the one before the config in force (or ``--to VERSION``)."""
+    from stream_app.kafka.client import producer
+    from stream_app.worker.accepted_configs import RollbackError, read_accepted, rollback_target
+
+    history = read_accepted(settings.bootstrap_servers, settings.topic("accepted-configs"))
+    if args.action == "history":
+        if not history:
+            print(f"no accepted config on {settings.topic('accepted-configs')}")
+        for accepted in history:
+            print(f"seq {accepted.seq}\tversion {accepted.version}\taccepted_at "
+                  f"{accepted.accepted_at}")
+        return 0
+    try:
+        target = rollback_target(history, getattr(args, "to", None))
+    except RollbackError as exc:
+        raise CliError(str(exc)) from None
+    p = producer(settings.bootstrap_servers)
+    p.produce(settings.topic("engine-config"), orjson.dumps(target.config), b"engine")
+    if p.flush(30):
+        raise CliError("config not delivered to Kafka within 30 s")
+    print(f"rolled back from {history[-1].version} to {target.version} (accepted as seq "
+          f"{target.seq}): published to {settings.topic('engine-config')}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from stream_app.worker.app import run_worker
 
@@ -89,64 +117,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_learner(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_app.worker.app import run_worker
+
+    run_worker(settings, role="learner")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """Kafka up (unless configured), topics, config, a worker, simulated traffic, a summary."""
-    import shutil
+    from stream_app.tools.demo import cmd_demo as run
 
-    from stream_app.kafka.topics import create_topics, delete_topics_with_prefixes
-    from stream_app.kafka.traffic import run_traffic
-
-    if not settings.external_cluster:
-        status = _broker(settings).up()
-        print(f"kafka: {status['bootstrap']} (pid {status['pid']})")
-    # the demo is a sandbox of its own (topics, consumer group, tables), fresh on every run
-    settings = settings.with_(topic_prefix="demo-", app_id="stream-app-demo",
-                              data_dir=settings.cache_dir / "demo-state")
-    gone = delete_topics_with_prefixes(settings, ("demo-", "stream-app-demo-"))
-    shutil.rmtree(settings.data_dir, ignore_errors=True)
-    if gone:
-        print(f"demo sandbox reset: {len(gone)} topics of the last demo deleted")
-    created = create_topics(settings)
-    print(f"topics: {sum(v == 'created' for v in created.values())} created, "
-          f"{sum(v == 'exists' for v in created.values())} existed")
-    cmd_config(argparse.Namespace(action="publish", file=None), settings)
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "STREAM_APP_TOPIC_PREFIX": settings.topic_prefix, "STREAM_APP_ID": settings.app_id,
-           "STREAM_APP_DATA_DIR": str(settings.data_dir)}
-    log_path = settings.cache_dir / "demo-worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
-        worker = spawn_worker(env, log)
-    print(f"worker: pid {worker.pid}, log {log_path}")
-    try:
-        score = run_traffic(settings, customers=args.customers, seconds=args.seconds,
-                            rate=args.rate, seed=args.seed)
-    finally:
-        stop_worker(worker, 30.0)
-    _print_summary(score)
-    if not settings.external_cluster and not args.keep_kafka:
-        _broker(settings).down()
-        print("kafka stopped (use --keep-kafka to leave it running)")
-    return 0 if score.decisions > 0 else 1
-
-
-def _print_summary(s) -> None:
-    import numpy as np
-
-    lat = np.array(s.latencies) if s.latencies else np.zeros(1)
-    print("\n== what the engine decided and learned ==")
-    print(f"requests sent {s.requests}, decisions received {s.decisions} "
-          f"(no_action {s.no_action}), outcomes answered {s.outcomes} "
-          f"(responses {s.responses}), outcome deltas {s.deltas}, dead letters {s.dead_letters}")
-    print(f"engine latency per decision: p50 {np.percentile(lat, 50):.2f} ms, "
-          f"p99 {np.percentile(lat, 99):.2f} ms")
-    if s.trace:
-        trace = np.array(s.trace)
-        for name, part in (("first half", trace[: len(trace) // 2]), ("second half", trace[len(trace) // 2:])):
-            if len(part):
-                chosen, best = part[:, 0].mean(), part[:, 1].mean()
-                print(f"{name}: true response rate of chosen offers {chosen:.3f}, oracle {best:.3f} "
-                      f"({chosen / best:.0%} of oracle) over {len(part)} decisions")
+    return run(args, settings)
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -221,7 +202,7 @@ def cmd_learn_bench(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("--seeds and --drift-days are comma-separated numbers") from None
     result = run_learning(seeds=seeds, n_customers=args.customers, days=args.days,
                           drift_days=drift, agents=agents, processes=args.processes,
-                          light=not args.full_models)
+                          light=not args.full_models, partitions=args.partitions)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = learning_markdown(result)
@@ -231,6 +212,65 @@ def cmd_learn_bench(args: argparse.Namespace, settings: Settings) -> int:
     print(table)
     print(f"written: {out / args.name}.md, .json" + (", .png" if learning_curves_png(
         result, str(png)) else " (no matplotlib: no plot)"))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the live dashboard of the output topics until Ctrl-C."""
+    from stream_app.dashboard.oracle import SimulatorOracle
+    from stream_app.dashboard.server import run_dashboard
+
+    oracle = None
+    if args.sim_seed is not None:
+        try:
+            oracle = SimulatorOracle(seed=args.sim_seed, customers=args.sim_customers,
+                                     days=args.sim_days, drift_at_days=args.sim_drift_at_days)
+        except ValueError as exc:
+            raise CliError(f"simulator parameters: {exc}") from None
+    if not 0 < args.port < 65536 or args.refresh <= 0:
+        raise CliError("--port must be in 1..65535 and --refresh a positive number of seconds")
+    try:
+        run_dashboard(settings, host=args.host, port=args.port, oracle=oracle,
+                      from_start=not args.from_now, refresh_s=args.refresh)
+    except OSError as exc:
+        raise CliError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the HTTP decision gateway until Ctrl-C / SIGTERM."""
+    from dataclasses import replace
+
+    from stream_app.gateway.app import run_gateway
+
+    gateway = replace(settings.gateway, host=args.host or settings.gateway.host,
+                      port=args.port or settings.gateway.port)
+    if not 0 < gateway.port < 65536:
+        raise CliError("--port must be in 1..65535")
+    try:
+        run_gateway(settings.with_(gateway=gateway))
+    except OSError as exc:
+        raise CliError(f"cannot serve on {gateway.host}:{gateway.port}: "
+                       f"{exc.strerror or exc}") from None
+    except (ValueError, RuntimeError) as exc:  # a setting out of range; Kafka unreachable
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def cmd_gateway_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """The gateway's added latency at a set rate (a broker, a worker and a gateway of its own)."""
+    from stream_app.bench.gateway import GatewayBenchParams, markdown, run_gateway_bench
+
+    if args.rate <= 0 or args.seconds <= 0:
+        raise CliError("--rate and --seconds must be positive")
+    report = run_gateway_bench(GatewayBenchParams(
+        rate=args.rate, seconds=args.seconds, customers=args.customers, partitions=args.partitions,
+        timeout_ms=args.timeout_ms, cache_dir=settings.cache_dir, worker=args.worker,
+        bootstrap_servers=settings.bootstrap_servers if settings.external_cluster else None))
+    print(markdown(report))
+    if args.out:
+        Path(args.out).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        print(f"written: {args.out}")
     return 0
 
 
@@ -252,17 +292,34 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("action", choices=["create", "list"])
     t.add_argument("--partitions", type=int, default=0, help="partitions of the co-partitioned topics")
     t.set_defaults(func=cmd_topics)
-    c = sub.add_parser("config", help="check or publish an engine configuration (JSON file)")
-    c.add_argument("action", choices=["check", "publish"])
+    c = sub.add_parser("config", help="check or publish an engine configuration (JSON file); "
+                       "list the accepted ones (history) or publish an earlier one (rollback)")
+    c.add_argument("action", choices=["check", "publish", "history", "rollback"])
     c.add_argument("file", nargs="?", help="default: config/offers.json or $STREAM_APP_CONFIG")
+    c.add_argument("--to", metavar="VERSION", help="rollback: this accepted version (default: "
+                   "the one accepted before the config in force)")
     c.set_defaults(func=cmd_config)
     w = sub.add_parser("worker", help="run the engine worker (Faust, RocksDB tables)")
     w.set_defaults(func=cmd_worker)
-    d = sub.add_parser("demo", help="bring everything up, simulate traffic, print what was learned")
-    d.add_argument("--seconds", type=float, default=60.0, help="how long to send traffic")
-    d.add_argument("--rate", type=float, default=300.0, help="messages per second")
-    d.add_argument("--customers", type=int, default=500)
+    le = sub.add_parser("learner", help="run the fleet's learner in a process of its own "
+                        "(set STREAM_APP_LEARNER=off on the workers)")
+    le.set_defaults(func=cmd_learner)
+    d = sub.add_parser("demo", help="bring everything up, run simulated customers against the "
+                       "engine's best configuration, plot what it learned")
+    d.add_argument("--customers", type=int, default=1500)
+    d.add_argument("--days", type=float, default=5.0, help="event time the simulation spans")
+    d.add_argument("--seconds", type=float, default=150.0,
+                   help="at most this long sending traffic (wall time)")
+    d.add_argument("--rate", type=float, default=0.0,
+                   help="messages per second (0: as fast as the engine answers)")
     d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--partitions", type=int, default=1, help="partitions of the demo's topics")
+    d.add_argument("--config", help="engine configuration (default: config/demo.json, the "
+                   "learning benchmark's best)")
+    d.add_argument("--dashboard-port", type=int, default=8050,
+                   help="serve the live dashboard on this port while the demo runs (0: off)")
+    d.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines")
+    d.add_argument("--out", default="out/demo", help="folder of the plot and the JSON summary")
     d.add_argument("--keep-kafka", action="store_true", help="leave the broker running afterwards")
     d.set_defaults(func=cmd_demo)
     b = sub.add_parser("bench", help="benchmark one worker against real Kafka (throughput, "
@@ -318,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--drift-at-days", type=float, nargs="*", default=[],
                    help="event times (days after the start) at which preferences change")
+    s.add_argument("--lockstep-s", type=float, default=60.0,
+                   help="event time may run this far ahead of an unanswered request (keep it "
+                   "under the attribution window)")
     s.add_argument("--out", help="also write the JSON summary to this file")
     s.set_defaults(func=cmd_simulate)
     e = sub.add_parser("export", help="write a topic range to JSONL (no consumer group, no commits)")
@@ -367,11 +427,45 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--agents", default="", help="comma-separated agents (default: baselines, "
                     "engine_default, engine_segment_arms, engine_best, engine_rules_on)")
     lb.add_argument("--processes", type=int, default=1, help="runs in parallel")
+    lb.add_argument("--partitions", type=int, default=1, help="partitions the engine's "
+                    "customers are split over (the fleet's learner in-process)")
     lb.add_argument("--full-models", action="store_true", help="the worker's River models "
                     "(slower; decisions are the same)")
     lb.add_argument("--out", default="docs/benchmarks", help="folder of the report files")
     lb.add_argument("--name", default="learning-results", help="file stem of the report files")
     lb.set_defaults(func=cmd_learn_bench)
+    db = sub.add_parser("dashboard", help="serve a live dashboard of the output topics "
+                        "(decisions, delta-metrics, dead-letter) in the browser")
+    db.add_argument("--host", default="127.0.0.1")
+    db.add_argument("--port", type=int, default=8050)
+    db.add_argument("--from-now", action="store_true",
+                    help="read only what is published from now on (default: the whole topics)")
+    db.add_argument("--refresh", type=float, default=1.0, help="seconds between page updates")
+    db.add_argument("--sim-seed", type=int, help="the traffic comes from the simulator with this "
+                    "seed (demo / simulate): show the learning curve against the oracle")
+    db.add_argument("--sim-customers", type=int, default=500, help="the simulator's customers")
+    db.add_argument("--sim-days", type=float, default=3.0, help="the simulator's days")
+    db.add_argument("--sim-drift-at-days", type=float, nargs="*", default=[],
+                    help="the simulator's drift times (days after the start)")
+    db.set_defaults(func=cmd_dashboard)
+    gw = sub.add_parser("gateway", help="serve the HTTP decision gateway: /v1/decide, "
+                        "/v1/outcomes and Personalizer's Rank / Reward (docs/gateway.md)")
+    gw.add_argument("--host", help="address to bind (default $STREAM_APP_GATEWAY_HOST, 127.0.0.1)")
+    gw.add_argument("--port", type=int, help="port (default $STREAM_APP_GATEWAY_PORT, 8080)")
+    gw.set_defaults(func=cmd_gateway)
+    gb = sub.add_parser("gateway-bench", help="the gateway's added latency (p50 / p99) at a set "
+                        "rate, with a broker, a worker and a gateway of its own")
+    gb.add_argument("--rate", type=float, default=500.0, help="requests per second")
+    gb.add_argument("--seconds", type=float, default=20.0, help="length of the measured run")
+    gb.add_argument("--customers", type=int, default=10_000)
+    gb.add_argument("--partitions", type=int, default=4)
+    gb.add_argument("--timeout-ms", type=float, default=2000.0,
+                    help="the gateway's timeout (a fallback answer is counted, not measured)")
+    gb.add_argument("--worker", default="engine", choices=("engine", "relay"),
+                    help="what answers: the engine, or the relay (the engine taken out: the "
+                    "gateway's share at rates the engine cannot sustain here)")
+    gb.add_argument("--out", help="also write the JSON report to this file")
+    gb.set_defaults(func=cmd_gateway_bench)
     return parser
 
 
@@ -381,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     configure(settings.log_level)
-    if args.command == "worker":
+    if args.command in ("worker", "learner"):
         sys.argv = [sys.argv[0]]  # Faust's worker reads argv; ours are already parsed
     try:
         return args.func(args, settings)

@@ -2,7 +2,10 @@
 
 Incoming bytes are size-checked, parsed with orjson and validated with the compiled schema of
 their topic. Anything wrong raises ``InvalidMessage`` whose text is the one-line reason that goes
-into ``dead-letter``.
+into ``dead-letter``. Every number of an input message is bounded by its schema: ``ts`` is an
+integer of epoch milliseconds before 2100, amounts and values are finite and at most 1e9 in size,
+free-form numbers (request context, interaction attributes) at most 1e15; orjson refuses NaN and
+infinities, so nothing non-finite gets past ``decode``.
 
 >>> contract = Contract.load()
 >>> contract.decode("outcomes", b'{"outcome_id":"o1","decision_id":"d1","customer_id":"c1",'
@@ -71,4 +74,6 @@ class Contract:
         if not isinstance(message, dict):
             raise InvalidMessage(f"not a JSON object: {type(message).__name__}")
         self.validate(topic, message)
+        if type(message.get("ts")) is float:  # 1.764e12 is an integer to JSON Schema: make it one
+            message["ts"] = int(message["ts"])
         return message

@@ -17,6 +17,45 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """``stream-app gateway``, the HTTP decision gateway (``docs/gateway.md``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    probe_port: int = 0  # /health, /ready, /metrics on a port of their own (0: off)
+    timeout_ms: float = 500.0  # the longest wait for the engine's decision, then the fallback
+    use_case: str = "default"  # of a Rank call that names none
+    channel: str = "web"  # of a Rank call that names none
+    fallback: str = "baseline"  # Rank on timeout: the first action, or "no_action" (none)
+    max_events: int = 200_000  # ranked events kept for their rewards (the oldest go first)
+    apprentice: tuple[str, ...] = ()  # use cases in apprentice mode
+    apprentice_margin: float = 0.0  # the engine must beat the baseline by this much
+    apprentice_explore: float = 0.1  # share of an apprentice's events the engine serves
+    apprentice_alpha: float = 0.05  # error level of the switch
+    apprentice_min_n: int = 200  # rewards in each share before any switch
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
+        d = cls()
+
+        def g(name: str, default: object) -> str:
+            return env.get(f"STREAM_APP_GATEWAY_{name}", str(default))
+
+        return cls(
+            host=g("HOST", d.host), port=int(g("PORT", d.port)),
+            probe_port=int(g("PROBE_PORT", d.probe_port)),
+            timeout_ms=float(g("TIMEOUT_MS", d.timeout_ms)),
+            use_case=g("USE_CASE", d.use_case), channel=g("CHANNEL", d.channel),
+            fallback=g("FALLBACK", d.fallback), max_events=int(g("MAX_EVENTS", d.max_events)),
+            apprentice=tuple(u.strip() for u in g("APPRENTICE", "").split(",") if u.strip()),
+            apprentice_margin=float(g("APPRENTICE_MARGIN", d.apprentice_margin)),
+            apprentice_explore=float(g("APPRENTICE_EXPLORE", d.apprentice_explore)),
+            apprentice_alpha=float(g("APPRENTICE_ALPHA", d.apprentice_alpha)),
+            apprentice_min_n=int(g("APPRENTICE_MIN_N", d.apprentice_min_n)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
     external_cluster: bool = False  # KAFKA_BOOTSTRAP_SERVERS was set: never start a local broker
@@ -30,13 +69,20 @@ class Settings:
     kafka_jvm_options: tuple[str, ...] = ()  # added to the local broker's java command
     config_file: Path = PROJECT_ROOT / "config" / "offers.json"
     max_message_bytes: int = 64 * 1024
+    # event time (``partition/clock.py``): records stamped more than max_future_s ahead of the
+    # wall clock are dead-lettered (0: no bound); a topic read lag_tolerance_s after Kafka
+    # stored its records lags; idle_after_s without a record, a topic or partition is idle
+    max_future_s: float = 300.0
+    lag_tolerance_s: float = 5.0
+    idle_after_s: float = 10.0
     log_level: str = "info"
     seed: int = 0
-    checkpoint_every: int = 2000  # events per partition between population-state checkpoints
-    # ... and at least this many seconds between two checkpoints of a partition: a checkpoint
-    # costs tens of ms of the event loop, so counted in events alone its cost would grow with
-    # the event rate (0: every checkpoint_every events)
-    checkpoint_min_interval_s: float = 30.0
+    # the fleet's learner publishes a snapshot this often (when it learned something): how
+    # long a model takes to show what another partition taught it
+    snapshot_interval_s: float = 1.0
+    # where the fleet's learner runs: "embedded" (in the worker the learning partition is
+    # assigned to) or "off" (a process of its own: ``stream-app learner``)
+    learner: str = "embedded"
     # micro-batches: an agent hands its partitions the records it took, at most batch_max of
     # them, or what arrived within batch_within_ms when fewer came
     batch_max: int = 256
@@ -57,6 +103,10 @@ class Settings:
     # checkpoints leave alive, and the young generation's threshold (0: CPython's 700)
     gc_freeze: bool = True
     gc_threshold: int = 0
+    # the worker's /health, /ready and /metrics (``stream_app/observability/``); port 0: off
+    probe_host: str = "127.0.0.1"
+    probe_port: int = 8470
+    gateway: GatewaySettings = GatewaySettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,11 +126,14 @@ class Settings:
             kafka_jvm_options=tuple(shlex.split(env.get("STREAM_APP_KAFKA_JVM_OPTS", ""))),
             config_file=Path(env.get("STREAM_APP_CONFIG", s.config_file)),
             max_message_bytes=int(env.get("STREAM_APP_MAX_MESSAGE_BYTES", s.max_message_bytes)),
+            max_future_s=float(env.get("STREAM_APP_MAX_FUTURE_S", s.max_future_s)),
+            lag_tolerance_s=float(env.get("STREAM_APP_LAG_TOLERANCE_S", s.lag_tolerance_s)),
+            idle_after_s=float(env.get("STREAM_APP_IDLE_AFTER_S", s.idle_after_s)),
             log_level=env.get("STREAM_APP_LOG_LEVEL", s.log_level),
             seed=int(env.get("STREAM_APP_SEED", s.seed)),
-            checkpoint_every=int(env.get("STREAM_APP_CHECKPOINT_EVERY", s.checkpoint_every)),
-            checkpoint_min_interval_s=float(env.get("STREAM_APP_CHECKPOINT_MIN_INTERVAL_S",
-                                                    s.checkpoint_min_interval_s)),
+            snapshot_interval_s=float(env.get("STREAM_APP_SNAPSHOT_INTERVAL_S",
+                                              s.snapshot_interval_s)),
+            learner=env.get("STREAM_APP_LEARNER", s.learner),
             batch_max=int(env.get("STREAM_APP_BATCH_MAX", s.batch_max)),
             batch_within_ms=float(env.get("STREAM_APP_BATCH_WITHIN_MS", s.batch_within_ms)),
             decision_linger_ms=float(env.get("STREAM_APP_DECISION_LINGER_MS",
@@ -95,7 +148,14 @@ class Settings:
             tracemalloc_frames=int(env.get("STREAM_APP_TRACEMALLOC_FRAMES", s.tracemalloc_frames)),
             gc_freeze=env.get("STREAM_APP_GC_FREEZE", "1" if s.gc_freeze else "0") != "0",
             gc_threshold=int(env.get("STREAM_APP_GC_THRESHOLD", s.gc_threshold)),
+            probe_host=env.get("STREAM_APP_PROBE_HOST", s.probe_host),
+            probe_port=int(env.get("STREAM_APP_PROBE_PORT", s.probe_port)),
+            gateway=GatewaySettings.from_env(env),
         )
+
+    def __post_init__(self) -> None:
+        if self.learner not in ("embedded", "off"):
+            raise ValueError(f"STREAM_APP_LEARNER must be embedded or off, not {self.learner!r}")
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -4,7 +4,10 @@
 with dicts of *encoded bytes* standing in for the RocksDB tables (``DictStore``), and input
 messages as the JSON bytes a topic would carry: decoding, validation, event time and timers,
 state codecs, the decision core and the encoding of every record sent are all paid as in the
-worker. Requests are handed over in micro-batches of ``batch`` records as the worker's agents
+worker. The learning records the partition sends go to the fleet's learner in-process
+(``fleet/local.py``), timed apart: the learner is another agent (another process, when it runs
+on its own), so ``per_s`` is the partition's own rate and ``learner_s`` the learner's time.
+Requests are handed over in micro-batches of ``batch`` records as the worker's agents
 take them, with ``interactions_per_request`` interactions and an outcome for
 ``outcome_fraction`` of the decisions (200 ms after them) in their own batches. Event time
 advances by ``1000 / event_rate`` ms per request, so with an attribution window of
@@ -28,6 +31,7 @@ import orjson
 from stream_app.bench.params import BenchParams, engine_config
 from stream_app.core.catalogue import parse_config
 from stream_app.core.decision import Decider
+from stream_app.fleet.local import LocalFleet
 from stream_app.partition import DictStore, InputRecord, PartitionSession
 
 __all__ = ["core_bench"]
@@ -50,7 +54,9 @@ def core_bench(customers: int = 5000, offers: int = 20, requests: int = 5000,
                          attribution_s=attribution_s)
     decider = Decider(parse_config(engine_config(params)), seed)
     store = DictStore()
-    session = PartitionSession(0, store, lambda: decider, seed=seed)
+    fleet = LocalFleet(lambda: decider, seed=seed, snapshot_every_ms=1000)
+    session = PartitionSession(0, store, lambda: decider, fleet=fleet, seed=seed)
+    learner_s = 0.0
     rng = np.random.default_rng(seed)
     who = rng.integers(customers, size=requests)
     t0 = 1_764_000_000_000
@@ -69,6 +75,9 @@ def core_bench(customers: int = 5000, offers: int = 20, requests: int = 5000,
             emitted = session.process("outcomes", [InputRecord(c.encode(), o) for _, c, o in due])
             n_out += len(due) - emitted.dead_letters
             sent += _count(emitted.records, out_records)
+            learner_s -= time.perf_counter()
+            fleet.take(emitted.records)
+            learner_s += time.perf_counter()
         interactions, reqs = [], []
         for i in range(first, min(first + batch, requests)):
             ts = t0 + int(i * step)
@@ -89,6 +98,9 @@ def core_bench(customers: int = 5000, offers: int = 20, requests: int = 5000,
                 continue
             emitted = session.process(source, records)
             sent += _count(emitted.records, out_records)
+            learner_s -= time.perf_counter()
+            fleet.take(emitted.records)
+            learner_s += time.perf_counter()
             for decision in emitted.decisions:
                 if decision["action"] != "offer":
                     no_action += 1
@@ -99,19 +111,19 @@ def core_bench(customers: int = 5000, offers: int = 20, requests: int = 5000,
                     outcomes.append((ts, cid, dumps({
                         "outcome_id": f"o{i}", "decision_id": decision["decision_id"],
                         "customer_id": cid, "ts": ts, "type": "clicked", "value": 1.0})))
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started - learner_s
     return {"requests": requests, "decisions": requests - no_action, "no_action": no_action,
             "interactions": n_int, "outcomes": n_out, "seconds": round(elapsed, 3),
-            "per_s": round(requests / elapsed, 1), "bytes_sent": sent,
+            "per_s": round(requests / elapsed, 1), "learner_s": round(learner_s, 3),
+            "bytes_sent": sent,
             # what the worker would write per request: records sent + changelog records
             "records_per_request": {
                 **{t: round(n / requests, 3) for t, n in sorted(out_records.items())},
                 **{f"{t}-changelog": round(n / requests, 3)
                    for t, n in sorted(store.writes.items())}},
             "state_bytes_per_customer": round(
-                sum(store.size(t) for t in ("customers", "arms"))
-                / max(len(store.tables.get("customers", {})), 1), 1),
-            "model_version": session.population.suite.version}
+                store.size("customers") / max(len(store.tables.get("customers", {})), 1), 1),
+            "model_version": session.view.model_version}
 
 
 def main(argv: list[str] | None = None) -> None:

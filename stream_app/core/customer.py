@@ -67,6 +67,8 @@ from stream_app.core.arms import ARM_DTYPE, Arms
 from stream_app.core.catalogue import CHANNELS
 from stream_app.core.dedup import DedupCodecError, DedupWindow
 from stream_app.core.feedback import PendingCodecError, PendingDecision
+from stream_app.experiments.enrolment import EMPTY as NO_ENROLMENTS
+from stream_app.experiments.enrolment import Enrolments
 from stream_app.profile import Profile, ProfileCodecError
 from stream_app.rules.history import CONTACT_DTYPE, MAX_CAPACITY, ContactHistory
 
@@ -134,6 +136,9 @@ class CustomerState:
         Ids of the last outcomes applied (never mutated: see ``remembered_outcome``).
     decisions
         Pending decisions: open ones, and settled ones kept for their grace period.
+    enrolments
+        The customer's experiment enrolments (``experiments/enrolment.py``): stored in a table
+        of their own, written only when they change, so not in ``encode``.
     """
 
     profile: Profile
@@ -143,6 +148,7 @@ class CustomerState:
     arms: Arms = field(default_factory=lambda: _NO_ARMS)
     seen_outcomes: DedupWindow = field(default_factory=_no_outcomes)
     decisions: tuple[PendingDecision, ...] = ()
+    enrolments: Enrolments = NO_ENROLMENTS
 
     @property
     def opted_out(self) -> bool:
@@ -158,7 +164,8 @@ class CustomerState:
             changes.pop("profile", self.profile), changes.pop("history", self.history),
             changes.pop("flags", self.flags), changes.pop("recent_events", self.recent_events),
             changes.pop("arms", self.arms), changes.pop("seen_outcomes", self.seen_outcomes),
-            changes.pop("decisions", self.decisions))  # type: ignore[arg-type]
+            changes.pop("decisions", self.decisions),
+            changes.pop("enrolments", self.enrolments))  # type: ignore[arg-type]
         if changes:
             raise TypeError(f"CustomerState has no fields {sorted(changes)}")
         return new
@@ -235,7 +242,7 @@ class CustomerState:
 
     def _with_decisions(self, decisions: tuple[PendingDecision, ...]) -> CustomerState:
         return CustomerState(self.profile, self.history, self.flags, self.recent_events,
-                             self.arms, self.seen_outcomes, decisions)
+                             self.arms, self.seen_outcomes, decisions, self.enrolments)
 
     # -- codec ------------------------------------------------------------------------------
     def encode(self) -> bytes:

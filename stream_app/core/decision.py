@@ -1,10 +1,12 @@
 """Answering a decision request, learning from its outcome, observing behaviour: the engine's
 state transitions, for one configuration version.
 
-Each is a pure function of (state, message) -> (state, outputs), except that the partition's
-population learners (``PopulationState``: River models, contextual arms, experiment statistics,
-shadow estimators) are updated in place. The Faust agents only load state, call these, store
-state and send what they return; the benchmark and the tests call them without Kafka.
+Each is a pure function of (state, message) -> (state, outputs). What the fleet learns from an
+event (``fleet/``: River models, pooled and contextual arms, experiment statistics, shadow
+estimators) is handed to the partition's ``FleetView`` as a lesson (``view.teach``): the
+fleet's learner learns it, the view counts the evidence at once. The partition session loads
+state, calls these, stores state and returns what to send; the benchmarks and the tests call
+them without Kafka.
 
 A decision, in order:
 
@@ -13,12 +15,15 @@ A decision, in order:
 2. **experiments**: sticky hash assignment of the customer to an arm of every experiment of the
    use case; a treatment may set the policy (``policy``/``params``), one offer (``offer``), a
    framing (``framing``), a message variant (``message``, passed through), or be the control
-   group (``control``: ``no_action`` or ``random``);
+   group (``control``: ``no_action`` or ``random``); the customer is enrolled at their first
+   exposure and measured as a customer (``experiments/enrolment.py``);
 3. **routing** (unless a treatment set the policy): the router picks the policy;
 4. **candidates**: the use case's offers on this channel, the request's ``candidates``, then the
    **business rules** (``stream_app.rules``: consent, eligibility, fatigue caps across channels,
    cool-down, same offer within 24 h, quiet hours in the customer's time zone, validity,
-   inventory), every rule failing closed; what they removed, and why, is in ``rule_reasons``;
+   budgets), every rule failing closed; what they removed, and why, is in ``rule_reasons``
+   (an offer's budget is kept fleet-wide: ``fleet/budgets.py``; an offer shown is counted
+   against it, ``fleet.budget.reserve``, until it is answered or expires);
 5. **choice**: the policy over the eligible offers' hierarchical Beta posteriors (customer <-
    segment <- population), with the profile's feature vector for the contextual policies;
    ``propensity`` is the probability it had of choosing that offer;
@@ -45,6 +50,8 @@ from stream_app.core.context_features import ContextFeatures
 from stream_app.core.customer import OPTED_OUT, CustomerState
 from stream_app.core.feedback import Feedback, PendingDecision, ignored, resolve
 from stream_app.core.population import PopulationState
+from stream_app.fleet.lessons import encode_profile
+from stream_app.fleet.view import FleetView
 from stream_app.core.priors import HierarchicalPrior
 from stream_app.core.router import Router
 from stream_app.experiments import Assignment, Experiment, assign, parse_experiments
@@ -52,8 +59,8 @@ from stream_app.models import customer_scores, mark_emitted, should_emit
 from stream_app.policies.base import PolicyInput
 from stream_app.policies.loss_aversion import scarcity_affinity
 from stream_app.policies.registry import CONTEXTUAL_POLICY_NAMES, make_policy
-from stream_app.profile import lifecycle_stage, record_contact
-from stream_app.rules import DictInventory, OfferArrays, RequestContext, evaluate
+from stream_app.profile import apply_outcome, lifecycle_stage, record_contact
+from stream_app.rules import OfferArrays, RequestContext, evaluate
 from stream_app.rules import OUTBOUND_CHANNELS, parse_use_case_rules
 
 MODEL_VERSION = "beta-arms-v3"
@@ -83,13 +90,12 @@ def segment_of(request: Mapping[str, Any], profile_segment: int = -1) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
+    """What a decision reads: the customer's arms, the segment's and the population's (the
+    pooled ones from the partition's ``FleetView``)."""
+
     customer: Arms
     segment: Arms
     population: Arms
-
-    def updated(self, key: int, reward: float, now_ms: int, half_life_s: float | None) -> Evidence:
-        return Evidence(*(a.updated(key, reward, now_ms, half_life_s)
-                          for a in (self.customer, self.segment, self.population)))
 
     @classmethod
     def empty(cls) -> Evidence:
@@ -148,10 +154,6 @@ class Decider:
             *rs.eligibility, *(c for conds in rs.offer_eligibility.values() for c in conds)))
             for uc, rs in self.rules.items()}
         self.experiments: dict[str, Experiment] = parse_experiments(config.raw.get("experiments"))
-        inventory = config.raw.get("inventory") or {}
-        if not isinstance(inventory, Mapping):
-            raise ConfigError("inventory must be an object of offer id -> remaining count")
-        self.inventory = DictInventory(inventory)
         self._offers = OfferArrays.of(config.offers)
         # per (use case, channel): the offers it may show, their rule columns and why the others
         # are out; built once per configuration so a request pays nothing for channel availability
@@ -249,8 +251,21 @@ class Decider:
             facts.update({f"consent_{ch}": False for ch in OUTBOUND_CHANNELS})
         return facts
 
+    def with_segment(self, customer: CustomerState, now_ms: int, fleet: FleetView
+                     ) -> CustomerState:
+        """The customer with a segment: one is assigned at every interaction by the fleet's
+        segmenter of the moment; a customer whose interactions all came before the segmenter
+        had learned is assigned one now (and keeps it when the decision is stored)."""
+        profile = customer.profile
+        if profile.segment >= 0 or not profile.n_events or \
+                not fleet.suite.segmenter.initialised:
+            return customer
+        segment = fleet.suite.segment_of(profile, now_ms)
+        return customer.replace(profile=profile.replace(segment=segment)) if segment >= 0 \
+            else customer
+
     def decide(self, request: Mapping[str, Any], customer: CustomerState, evidence: Evidence,
-               population: PopulationState) -> Decided:
+               fleet: FleetView) -> Decided:
         """Answer a (schema-valid) decision request given the customer's state."""
         cfg = self.config
         request_id, cid = request["request_id"], request["customer_id"]
@@ -262,7 +277,7 @@ class Decider:
             "request_id": request_id, "customer_id": cid, "ts": request["ts"],
             "use_case": request["use_case"], "channel": request["channel"],
             "config_version": cfg.version,
-            "model_version": f"{MODEL_VERSION}+{population.suite.version}", "seed": seed,
+            "model_version": f"{MODEL_VERSION}+{fleet.model_version}", "seed": seed,
             "segment": segment, "experiment": None, "latency_ms": 0.0,
         }
         try:
@@ -272,8 +287,8 @@ class Decider:
 
         assignments = [assign(e, cid) for e in self.experiments.values() if e.applies_to(uc.id)]
         treatment: dict[str, Any] = {}
+        customer = self._enrol(customer, assignments, uc, now, fleet)
         for a in assignments:
-            population.stats_for(self.experiments[a.experiment_id]).add_exposure(a.arm)
             for k, v in a.treatment.items():
                 treatment.setdefault(k, v)
         if assignments:
@@ -288,7 +303,6 @@ class Decider:
             policy_name, params, because = route.policy, route.params, route.because
         if treatment.get("control") == "no_action":
             a = next(a for a in assignments if a.control)
-            self._settle_unexposed(population, assignments)
             reason = f"experiment {a.experiment_id}: control group (no action)"
             return Decided(_no_action(base, "control", reason, {"*": [reason]}), None, customer)
 
@@ -307,13 +321,12 @@ class Decider:
             history = history.resized(rules.history_capacity)
         facts = self.facts(customer, segment, now, stage=self._reads_stage[uc.id])
         eligibility = evaluate(rules, RequestContext.of(request, facts), arrays, history, now,
-                               self.inventory)
+                               fleet.budget.gate(cfg, now))
         for oid, why in eligibility.reasons.items():
             reasons.setdefault(oid, []).extend(why)
         keep &= eligibility.eligible
         idx = idx[keep]
         if len(idx) == 0:
-            self._settle_unexposed(population, assignments)
             return Decided(_no_action(base, policy_name, because, reasons), None, customer)
 
         keys = cfg.offer_keys[idx]
@@ -330,7 +343,7 @@ class Decider:
             layout = self._context[uc.id]
             features = layout.vector(customer.profile, request.get("context"), request["channel"],
                                      now)
-            linear = population.linear_for(uc.id, layout.dim, half_life_s=hl)
+            linear = fleet.linear_for(uc.id, layout.dim, half_life_s=hl)
         inp = PolicyInput(
             alpha=alpha, beta=beta, values=cfg.offer_values[idx], urgent=cfg.offer_urgent[idx],
             features=features, pulls=float(own[0].sum() + own[1].sum()),
@@ -370,6 +383,7 @@ class Decider:
         contacted = customer.replace(
             profile=record_contact(customer.profile, request["channel"], now),
             history=history.record(now, int(cfg.offer_keys[chosen]), request["channel"]))
+        fleet.budget.reserve(cfg.offer_ids[chosen], now)  # open: counted against its budget
         return Decided(decision, pending, contacted)
 
     def _probability(self, challenger: Challenger, inp: PolicyInput, index: int, seed: int) -> float:
@@ -391,75 +405,113 @@ class Decider:
         except ConfigError:
             return self._policy(challenger.policy, challenger.params)
 
-    def _settle_unexposed(self, population: PopulationState, assignments: list[Assignment]) -> None:
-        """No offer was made (control group, or nothing eligible): the arm's outcome is 0 now."""
+    def _enrol(self, customer: CustomerState, assignments: list[Assignment], uc: UseCase,
+               now_ms: int, fleet: FleetView) -> CustomerState:
+        """Enrol the customer in the experiments that expose them for the first time (an
+        exposure of their arm, counted once per customer)."""
+        enrolments = customer.enrolments
         for a in assignments:
-            population.stats_for(self.experiments[a.experiment_id]).add_outcome(a.arm, 0.0, 0.0)
+            if enrolments.get(a.experiment_id) is None:
+                exp = self.experiments[a.experiment_id]
+                window_s = exp.window_s or uc.attribution_window_s
+                enrolments = enrolments.enrolled(a.experiment_id, a.arm, now_ms,
+                                                 int(window_s * 1000))
+                fleet.teach({"k": "x", "exp": a.experiment_id, "arm": a.arm})
+        return customer if enrolments is customer.enrolments else \
+            customer.replace(enrolments=enrolments)
+
+    def settle_enrolment(self, customer: CustomerState, experiment: str, fleet: FleetView
+                         ) -> CustomerState:
+        """A customer's measurement window in ``experiment`` closed: one outcome for their arm
+        (converted or not), counted once."""
+        e = customer.enrolments.get(experiment)
+        if e is None or e.settled:
+            return customer
+        exp = self.experiments.get(experiment)
+        if exp is not None and e.arm in exp.arm_names:
+            fleet.teach({"k": "w", "exp": experiment, "arm": e.arm, "r": float(e.converted),
+                         "v": e.value})
+        return customer.replace(enrolments=customer.enrolments.settled(experiment))
+
+    def _converted(self, customer: CustomerState, experiments: Any, now_ms: int,
+                   value: float) -> CustomerState:
+        enrolments = customer.enrolments
+        for exp_id in experiments:
+            enrolments = enrolments.converted(exp_id, now_ms, value)
+        return customer if enrolments is customer.enrolments else \
+            customer.replace(enrolments=enrolments)
 
     # -- learning ---------------------------------------------------------------------------
     def learn(self, evidence: Evidence, customer: CustomerState, pending: PendingDecision,
-              outcome: Mapping[str, Any], population: PopulationState) -> Learned:
-        """Join an outcome to its pending decision: update arms and models once, measure the
-        delta, count it for its experiments and its challengers."""
+              outcome: Mapping[str, Any], fleet: FleetView) -> Learned:
+        """Join an outcome to its pending decision: update the customer's arms and profile once,
+        measure the delta, and teach the fleet (pooled and contextual arms, models, the
+        decision's experiments and challengers)."""
         value = float(outcome.get("value") or 0.0)
         return self._apply(evidence, customer, resolve(pending, outcome), int(outcome["ts"]),
-                           value, population)
+                           value, fleet)
 
     def expire(self, evidence: Evidence, customer: CustomerState, pending: PendingDecision,
-               population: PopulationState) -> Learned:
+               fleet: FleetView) -> Learned:
         """The attribution window closed without an outcome: the offer was ignored (reward 0)."""
         return self._apply(evidence, customer, ignored(pending), pending.expires_at_ms, 0.0,
-                           population)
+                           fleet)
 
     def _apply(self, evidence: Evidence, customer: CustomerState, fb: Feedback, now_ms: int,
-               value: float, population: PopulationState) -> Learned:
+               value: float, fleet: FleetView) -> Learned:
         records = list(fb.records)
         if fb.reward is not None:
             p, reward = fb.pending, fb.reward
             uc = self.config.use_cases.get(p.use_case)
-            evidence = evidence.updated(p.offer_key, reward, now_ms,
-                                        uc.half_life_s if uc is not None else None)
+            hl = uc.half_life_s if uc is not None else None
+            evidence = Evidence(evidence.customer.updated(p.offer_key, reward, now_ms, hl),
+                                evidence.segment, evidence.population)
             urgent = p.offer_id in self.config.offer_ids and \
                 bool(self.config.offer_urgent[self.config.index_of(p.offer_id)])
-            profile, drift = population.suite.observe_outcome(
-                customer.profile, p.offer_id, urgent, reward, now_ms,
-                context={"channel": p.channel} if p.channel else None,
-                decided_ms=p.decided_at_ms, value=value)
-            customer = customer.replace(profile=profile)
-            records += drift
-            if p.features is not None:
-                population.linear_for(p.use_case, len(p.features),
-                                      half_life_s=uc.half_life_s if uc is not None else None
-                                      ).update(p.offer_key, np.asarray(p.features, np.float64),
-                                               reward, now_ms=now_ms)
-            for exp_id, arm in p.experiments or ():
-                exp = self.experiments.get(exp_id)
-                if exp is not None and arm in exp.arm_names:
-                    population.stats_for(exp).add_outcome(arm, reward, value)
-            if p.propensity > 0:
-                for label, q in (p.shadow or {}).items():
-                    population.shadow_for(f"{p.use_case}/{label}", label, p.policy).add(
-                        p.propensity, q, reward)
+            before = customer.profile
+            fleet.teach({
+                "k": "o", "p": encode_profile(before), "offer": p.offer_id, "key": p.offer_key,
+                "urgent": urgent, "r": reward, "ts": now_ms, "ch": p.channel,
+                "at": p.decided_at_ms, "v": value, "seg": p.segment, "uc": p.use_case, "hl": hl,
+                "x": None if p.features is None else [float(v) for v in p.features],
+                "pol": p.policy, "prop": p.propensity, "sh": p.shadow or None})
+            customer = customer.replace(profile=apply_outcome(
+                before, p.offer_key, urgent, float(reward > 0), now_ms,
+                fleet.suite.profile_config))
+            if reward > 0 and p.experiments:  # a response: the goal event of its experiments
+                customer = self._converted(customer, (e for e, _ in p.experiments), now_ms,
+                                           value)
         return Learned(evidence, customer, fb.pending, tuple(records))
 
     # -- observing behaviour ----------------------------------------------------------------
     def observe(self, customer: CustomerState, interaction: Mapping[str, Any],
-                population: PopulationState) -> Observed:
-        """An interaction: update the profile and the models (O(1) in the number of customers),
-        count guardrail events (an interaction type named by an experiment guardrail, e.g.
+                fleet: FleetView) -> Observed:
+        """An interaction: update the profile (O(1) in the number of customers) and teach the
+        fleet's models, count guardrail events (an interaction type named by an experiment guardrail, e.g.
         ``opt_out`` or ``complaint``) and say whether the customer's scores are due. An
         interaction whose ``event_id`` is among the customer's last ones (a redelivery, a
         producer retry) changes nothing: ``duplicate``."""
         event_id = interaction.get("event_id")
         if event_id is not None and customer.recent_events.seen_before(event_id):
             return Observed(customer, (), None, duplicate=True)
-        suite = population.suite
-        profile, drift = suite.observe_interaction(customer.profile, interaction)
+        suite = fleet.suite
+        before = customer.profile
+        profile = suite.profile_after(before, interaction)
         kind, ts, cid = interaction["type"], int(interaction["ts"]), interaction["customer_id"]
+        fleet.teach({"k": "i", "p": encode_profile(before), "s": profile.segment,
+                     "e": {k: v for k, v in interaction.items()
+                           if k not in ("customer_id", "event_id", "schema_version")}})
         flags = customer.flags | (OPTED_OUT if kind == "opt_out" else 0)
         for exp in self.experiments.values():
             if exp.enabled and any(g.metric == kind for g in exp.guardrails):
-                population.stats_for(exp).add_guardrail_event(assign(exp, cid).arm, kind)
+                fleet.teach({"k": "g", "exp": exp.id, "arm": assign(exp, cid).arm, "m": kind})
+        if customer.enrolments:
+            goals = [e.experiment for e in customer.enrolments.open()
+                     if (x := self.experiments.get(e.experiment)) is not None and x.is_goal(
+                         interaction)]
+            if goals:
+                amount = interaction.get("amount")
+                customer = self._converted(customer, goals, ts, float(amount or 0.0))
         scores = None
         due = profile.emitted_dominant < 0 or \
             (ts - profile.last_emit_ms) >= SCORES_MIN_INTERVAL_S * 1000
@@ -470,20 +522,20 @@ class Decider:
                 profile = mark_emitted(profile, candidate, ts)
         recent = customer.recent_events if event_id is None else customer.remembered(event_id)
         return Observed(customer.replace(profile=profile, flags=flags, recent_events=recent),
-                        tuple(drift), scores)
+                        (), scores)
 
     # -- in-stream statistics ---------------------------------------------------------------
-    def snapshots(self, population: PopulationState, ts: int, partition: int
+    def snapshots(self, population: PopulationState, ts: int
                   ) -> tuple[list[dict[str, Any]], list[str]]:
-        """``delta-metrics`` records of the partition's experiments, shadow estimators and
-        segments at event time ``ts``, and the keys (``use case/challenger``) of challengers
+        """``delta-metrics`` records of the fleet's experiments, shadow estimators and segments
+        at event time ``ts`` (the learner's), and the keys (``use case/challenger``) of challengers
         whose automatic promotion became due."""
         out: list[dict[str, Any]] = []
         due: list[str] = []
         for exp in self.experiments.values():
             stats = population.stats_for(exp)
             if stats.table[:, 0].sum() > 0:
-                out.append({"schema_version": 1, **stats.snapshot(ts), "partition": partition})
+                out.append({"schema_version": 1, **stats.snapshot(ts)})
         for key, est in population.shadow.items():
             use_case, _, label = key.partition("/")
             rule = self.promotion.get(use_case)
@@ -493,7 +545,7 @@ class Decider:
             watch = population.watch_for(key, rule.after_s)
             watch.min_n = rule.min_n
             is_due = watch.observe(est, ts)
-            record = {"schema_version": 1, **est.snapshot(ts, use_case), "partition": partition,
+            record = {"schema_version": 1, **est.snapshot(ts, use_case),
                       "promotion": {"due": is_due, "auto": rule.auto, "after_s": rule.after_s,
                                     "beating_since_ms": watch.since_ms}}
             out.append(record)
@@ -502,8 +554,7 @@ class Decider:
                 due.append(key)
         for row in population.suite.segment_report(ts):
             if row["size"] or row["shown"]:
-                out.append({"schema_version": 1, **row, "segment": str(row["segment"]),
-                            "partition": partition})
+                out.append({"schema_version": 1, **row, "segment": str(row["segment"])})
         return out, due
 
     def promoted_config(self, key: str) -> dict[str, Any]:

@@ -1,30 +1,16 @@
-"""The population-level learners of one partition, kept in memory and checkpointed.
+"""The fleet's population-level learners, in one object: what the learner merges and snapshots.
 
-Per-customer state (profile, contact history, Beta arms, pending decisions) is written to its
-table on every event, so it is exact after any restart. What is learned from *everyone* is
-different: River models (``ModelSuite``), the contextual policies' ridge regressions
-(``LinearArms``, one per use case), experiment statistics, shadow estimators and promotion
-watches change on almost every event and weigh from kilobytes to megabytes, so writing them per
-event would dominate the cost of an event. They live in memory, one ``PopulationState`` per
-partition, and the worker checkpoints them to a changelog-backed table every
-``checkpoint_every`` events of that partition, but at most once every
-``checkpoint_min_interval_s`` (a checkpoint pickles and compresses everything, tens of ms of
-the event loop: counted in events alone, its cost would grow with the event rate). After a
-crash, the population learning since the last checkpoint is lost (at most that many events or
-that many seconds of it; per-customer state is not); when partitions are revoked, and when the
-worker stops cleanly, they are checkpointed first, so the next owner (or the restarted worker)
-restores what was learned up to then.
+What is learned from *everyone* -- River models (``ModelSuite``), the pooled Beta evidence of
+every segment and of the population (``arms``), the contextual policies' ridge regressions
+(``LinearArms``, one per use case), experiment statistics, shadow estimators, promotion
+watches and the budgets' accounting (``fleet.budgets.FleetBudgets``) -- is learned by the
+fleet's learner (``fleet/learner.py``) from the lessons of every partition, and broadcast to
+every worker as part of a snapshot (``fleet/snapshot.py``). A worker reads the snapshot's
+models and evidence; it never trains them.
 
-Partition-local by design: keys are hashed, so each partition sees a random sample of customers
-and its estimates are unbiased; an experiment's or a challenger's figures are published per
-partition (``partition`` field) and add up across partitions (``ExperimentStats.merge``).
-
-The checkpoint is the ``models.checkpoint`` envelope (a pickle: engine-written population state
-only, never loaded from elsewhere), zstd-compressed (level 1) and cut into chunks that fit in
-one Kafka message each. Measured on a bench partition's 0.82 MB pickle: zlib level 1 took 27-45 ms
-(as long as the pickling itself, all of it an event-loop stall), zstd 3-5 ms, to the same 0.51
-MB. Checkpoints written with zlib by earlier versions are still read (the zstd frame's magic
-number tells them apart).
+The state pickles (the ``models.checkpoint`` envelope: engine-written population state only,
+never loaded from elsewhere) and compresses with zstd (level 1): on a partition's 0.82 MB
+pickle, zlib level 1 took 27-45 ms, zstd 3-5 ms, to the same 0.51 MB.
 
 >>> state = PopulationState()
 >>> chunks = state.to_chunks(max_bytes=100_000)
@@ -39,6 +25,7 @@ from typing import Any
 
 import cramjam
 
+from stream_app.core.arms import Arms
 from stream_app.experiments import (
     Experiment,
     ExperimentStats,
@@ -58,16 +45,20 @@ CHUNK_BYTES = 512 * 1024  # one chunk per Kafka message, well under the 1 MB def
 
 
 class PopulationState:
-    """Models, contextual arms, experiment statistics and shadow estimators of one partition."""
+    """Models, pooled and contextual arms, experiment statistics and shadow estimators."""
 
     def __init__(self, suite: ModelSuite | None = None, seed: int = 0) -> None:
         self.suite = suite if suite is not None else ModelSuite(SuiteConfig(seed=seed))
+        self.arms: dict[bytes, Arms] = {}  # pooled Beta evidence (fleet.evidence keys)
         self.linear: dict[str, LinearArms] = {}  # use case -> contextual arms
         self.experiments: dict[str, ExperimentStats] = {}  # experiment id -> stats
         self.shadow: dict[str, ShadowEstimator] = {}  # "use case/challenger" -> estimator
         self.watches: dict[str, PromotionWatch] = {}  # same keys -> promotion watch
         self.promoted: dict[str, int] = {}  # same keys -> event time promotion became due
         self._stored: dict[str, dict[str, bytes]] = {}  # decoded lazily, once the config is known
+        from stream_app.fleet.budgets import FleetBudgets  # fleet imports core: not at the top
+
+        self.budgets = FleetBudgets()  # accepted and open offers per partition, shares granted
 
     # -- the learners, created on first use, restored from a checkpoint when there is one -----
     def linear_for(self, use_case: str, dim: int, ridge: float = 1.0,
@@ -124,12 +115,15 @@ class PopulationState:
         for name, live in (("linear", self.linear), ("experiments", self.experiments),
                            ("shadow", self.shadow), ("watches", self.watches)):
             stored.setdefault(name, {}).update({k: v.encode() for k, v in live.items()})
-        return {"suite": self.suite, "stored": stored, "promoted": dict(self.promoted)}
+        return {"suite": self.suite, "stored": stored, "promoted": dict(self.promoted),
+                "arms": {k: v.encode() for k, v in self.arms.items()}, "budgets": self.budgets}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["suite"])
         self._stored = state["stored"]
         self.promoted = state.get("promoted", {})
+        self.arms = {k: Arms.decode(v) for k, v in state.get("arms", {}).items()}
+        self.budgets = state.get("budgets") or self.budgets
 
     def to_chunks(self, max_bytes: int = CHUNK_BYTES) -> list[bytes]:
         """The checkpoint, compressed, in pieces of at most ``max_bytes``."""

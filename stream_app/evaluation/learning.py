@@ -83,12 +83,14 @@ def engine_config(use_case: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_agent(name: str, sim: Simulation, seed: int,
-               engines: Mapping[str, Mapping[str, Any]] | None = None, light: bool = True) -> Any:
-    """A baseline of ``benchmark.default_agents`` or an engine configuration by name."""
+               engines: Mapping[str, Mapping[str, Any]] | None = None, light: bool = True,
+               partitions: int = 1) -> Any:
+    """A baseline of ``benchmark.default_agents`` or an engine configuration by name (on
+    ``partitions`` partitions and the fleet's learner)."""
     engines = ENGINE_CONFIGS if engines is None else engines
     if name in engines:
         return EngineAgent(engine_config(engines[name]), seed=seed, name=name,
-                           suite=LIGHT_SUITE if light else None)
+                           suite=LIGHT_SUITE if light else None, partitions=partitions)
     return default_agents()[name](sim, seed)
 
 
@@ -127,9 +129,9 @@ def curve(trace: Trace, start_ms: int, days: float, bin_h: float) -> dict[str, l
 
 
 def _one(job: tuple) -> dict[str, Any]:
-    name, seed, n_customers, days, drift_days, engines, horizons, bin_h, light = job
+    name, seed, n_customers, days, drift_days, engines, horizons, bin_h, light, partitions = job
     sim, drift = simulation(seed, n_customers, days, drift_days)
-    agent = make_agent(name, sim, seed, engines, light)
+    agent = make_agent(name, sim, seed, engines, light, partitions)
     trace = run(sim, agent, seed=seed)
     out = dict(summarise(trace, drift), agent=name)
     start = sim.start_ms
@@ -150,15 +152,18 @@ def run_learning(
     bin_h: float = 12.0,
     processes: int = 1,
     light: bool = True,
+    partitions: int = 1,
 ) -> dict[str, Any]:
     """Every agent on every seed; ``{"config", "runs", "summary"}`` (JSON-ready).
 
-    ``light`` runs the engine with ``LIGHT_SUITE`` models (same decisions, faster).
+    ``light`` runs the engine with ``LIGHT_SUITE`` models (same decisions, faster);
+    ``partitions`` splits the customers over that many partitions, as the worker does, with
+    the fleet's learner in-process.
     """
     engines = dict(ENGINE_CONFIGS if engines is None else engines)
     horizons = horizons_for(days, drift_days) if horizons is None else tuple(horizons)
-    jobs = [(a, s, n_customers, days, tuple(drift_days), engines, tuple(horizons), bin_h, light)
-            for s in seeds for a in agents]
+    jobs = [(a, s, n_customers, days, tuple(drift_days), engines, tuple(horizons), bin_h, light,
+             partitions) for s in seeds for a in agents]
     if processes > 1:
         with ProcessPoolExecutor(processes) as pool:
             runs = list(pool.map(_one, jobs))
@@ -176,7 +181,8 @@ def run_learning(
                                       "oracle_rate": _mean_sd(oracle)}
     config = {"seeds": list(seeds), "n_customers": n_customers, "days": days,
               "drift_days": list(drift_days), "horizons": [list(h) for h in horizons],
-              "bin_h": bin_h, "engines": engines, "rules": BENCH_RULES, "light_models": light}
+              "bin_h": bin_h, "engines": engines, "rules": BENCH_RULES, "light_models": light,
+              "partitions": partitions}
     return {"config": config, "runs": runs, "summary": summary}
 
 

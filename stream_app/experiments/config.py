@@ -14,8 +14,15 @@ offer). The JSON shape (the engine-config ``experiments`` list holds these)::
       "factors": {"framing": ["neutral", "urgency"], "message": ["m1", "m2"]},  # or this
       "alpha": 0.05, "srm_alpha": 0.001, "plan_n": 10000, "min_n": 30,
       "guardrails": [{"metric": "opt_out", "max_rate": 0.01, "max_increase": 0.002}],
+      "window_s": 604800,                                   # per customer [use case's window]
+      "goal": {"type": "transaction", "category": "travel"}, # optional goal interaction
       "enabled": true, "salt": "framing-test"               # salt: re-randomise by changing it
     }
+
+The unit is the customer (``enrolment.py``): enrolled at the first exposure, converted by the
+first goal event inside ``window_s`` (a response to a decision made under the experiment, or
+the ``goal`` interaction: how a ``no_action`` control converts), settled as one outcome when
+the window closes.
 
 ``alpha`` bounds the chance that any arm *ever* shows a false lift however often statistics are
 read; ``plan_n`` is the number of outcomes per arm at which intervals are tightest (any value
@@ -30,6 +37,13 @@ The control share is taken first; the other arms split the rest in proportion to
 ...                         "factors": {"framing": ["neutral", "urgency"]}})
 >>> [a.name for a in exp.arms], exp.shares.tolist()
 (['control', 'framing=neutral', 'framing=urgency'], [0.2, 0.4, 0.4])
+
+A key not in the shape above is refused with its JSON path:
+
+>>> parse_experiments([{"id": "x", "arms": [{"name": "A"}, {"name": "B", "wieght": 2}]}])
+Traceback (most recent call last):
+...
+stream_app.core.catalogue.ConfigError: experiments[0].arms[1]: unknown key ['wieght'] (known: name, weight, treatment)
 """
 
 from __future__ import annotations
@@ -41,12 +55,14 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from stream_app.core.catalogue import ConfigError
+from stream_app.core.catalogue import ConfigError, refuse_unknown_keys
 
 __all__ = ["Arm", "Guardrail", "Experiment", "parse_experiment", "parse_experiments", "CONTROL"]
 
 CONTROL = "control"
 CONTROL_MODES = ("no_action", "random")
+EXPERIMENT_KEYS = ("id", "use_case", "control", "arms", "factors", "alpha", "srm_alpha", "plan_n",
+                   "min_n", "guardrails", "enabled", "salt", "window_s", "goal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +95,9 @@ class Experiment:
     min_n: int = 30
     guardrails: tuple[Guardrail, ...] = ()
     enabled: bool = True
+    window_s: float | None = None  # a customer's measurement window (None: the use case's)
+    goal_type: str | None = None  # the goal interaction's type (None: responses only)
+    goal_category: str | None = None  # ... and its category (None: any)
     shares: np.ndarray = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +125,11 @@ class Experiment:
     def applies_to(self, use_case: str) -> bool:
         return self.enabled and (self.use_case is None or self.use_case == use_case)
 
+    def is_goal(self, interaction: Mapping[str, Any]) -> bool:
+        """Whether an interaction is this experiment's goal event."""
+        return self.goal_type is not None and interaction.get("type") == self.goal_type and (
+            self.goal_category is None or interaction.get("category") == self.goal_category)
+
 
 def _prob(doc: Mapping[str, Any], key: str, where: str, default: float, hi: float = 1.0) -> float:
     v = doc.get(key, default)
@@ -121,7 +145,7 @@ def _rate(doc: Mapping[str, Any], key: str, where: str) -> float | None:
     return None if v is None else float(v)
 
 
-def _arms(doc: Mapping[str, Any], where: str) -> list[Arm]:
+def _arms(doc: Mapping[str, Any], where: str, path: str) -> list[Arm]:
     if ("arms" in doc) == ("factors" in doc):
         raise ConfigError(f"{where}: give either 'arms' or 'factors'")
     if "factors" in doc:
@@ -137,9 +161,10 @@ def _arms(doc: Mapping[str, Any], where: str) -> list[Arm]:
             for combo in itertools.product(*(factors[k] for k in names))
         ]
     arms = []
-    for a in doc["arms"] if isinstance(doc["arms"], list) else [None]:
+    for i, a in enumerate(doc["arms"] if isinstance(doc["arms"], list) else [None]):
         if not isinstance(a, Mapping) or not isinstance(a.get("name"), str) or not a["name"]:
             raise ConfigError(f"{where}: every arm needs a non-empty string name")
+        refuse_unknown_keys(a, ("name", "weight", "treatment"), f"{path}.arms[{i}]")
         w = a.get("weight", 1.0)
         if isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0:
             raise ConfigError(f"{where}: arm {a['name']!r} weight must be > 0")
@@ -150,18 +175,21 @@ def _arms(doc: Mapping[str, Any], where: str) -> list[Arm]:
     return arms
 
 
-def parse_experiment(doc: Mapping[str, Any]) -> Experiment:
-    """One experiment from its JSON, or ``ConfigError`` with a one-line reason."""
+def parse_experiment(doc: Mapping[str, Any], path: str = "experiment") -> Experiment:
+    """One experiment from its JSON, or ``ConfigError`` with a one-line reason (``path``: where
+    the experiment is in the config, for the reason)."""
     if not isinstance(doc, Mapping) or not isinstance(doc.get("id"), str) or not doc["id"]:
-        raise ConfigError(f"experiment needs a non-empty string id: {doc!r}")
+        raise ConfigError(f"{path}: experiment needs a non-empty string id: {str(doc)[:200]}")
+    refuse_unknown_keys(doc, EXPERIMENT_KEYS, path)
     where = f"experiment {doc['id']!r}"
-    arms = _arms(doc, where)
+    arms = _arms(doc, where, path)
     if len(arms) + ("control" in doc) < 2:
         raise ConfigError(f"{where}: needs at least two arms (a control group counts)")
     if "control" in doc:
         ctl = doc["control"]
         if not isinstance(ctl, Mapping):
             raise ConfigError(f"{where}: control must be an object")
+        refuse_unknown_keys(ctl, ("share", "mode"), f"{path}.control")
         share = _prob(ctl, "share", f"{where} control", 0.1)
         mode = ctl.get("mode", "no_action")
         if mode not in CONTROL_MODES:
@@ -174,9 +202,10 @@ def parse_experiment(doc: Mapping[str, Any]) -> Experiment:
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: arm names must be unique ('control' is reserved)")
     guardrails = []
-    for g in doc.get("guardrails", []):
+    for i, g in enumerate(doc.get("guardrails", [])):
         if not isinstance(g, Mapping) or not isinstance(g.get("metric"), str):
             raise ConfigError(f"{where}: every guardrail needs a string metric")
+        refuse_unknown_keys(g, ("metric", "max_rate", "max_increase"), f"{path}.guardrails[{i}]")
         gr = Guardrail(g["metric"], _rate(g, "max_rate", where), _rate(g, "max_increase", where))
         if gr.max_rate is None and gr.max_increase is None:
             raise ConfigError(f"{where}: guardrail {gr.metric!r} needs max_rate or max_increase")
@@ -194,6 +223,17 @@ def parse_experiment(doc: Mapping[str, Any]) -> Experiment:
     use_case = doc.get("use_case")
     if use_case is not None and not isinstance(use_case, str):
         raise ConfigError(f"{where}: use_case must be a string or null")
+    window = doc.get("window_s")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, (int, float))
+                               or not 0 < window <= 366 * 86400):
+        raise ConfigError(f"{where}: window_s must be a number of seconds in (0, 1 year]")
+    goal = doc.get("goal")
+    if goal is not None:
+        if not isinstance(goal, Mapping) or not isinstance(goal.get("type"), str):
+            raise ConfigError(f"{where}: goal must be an object with an interaction type")
+        refuse_unknown_keys(goal, ("type", "category"), f"{path}.goal")
+        if goal.get("category") is not None and not isinstance(goal["category"], str):
+            raise ConfigError(f"{where}: goal.category must be a string")
     return Experiment(
         id=doc["id"],
         arms=tuple(arms),
@@ -205,14 +245,17 @@ def parse_experiment(doc: Mapping[str, Any]) -> Experiment:
         min_n=min_n,
         guardrails=tuple(guardrails),
         enabled=doc.get("enabled", True),
+        window_s=None if window is None else float(window),
+        goal_type=None if goal is None else goal["type"],
+        goal_category=None if goal is None else goal.get("category"),
     )
 
 
 def parse_experiments(docs: Iterable[Mapping[str, Any]] | None) -> dict[str, Experiment]:
     """The engine-config ``experiments`` list, by id."""
     out: dict[str, Experiment] = {}
-    for doc in docs or ():
-        exp = parse_experiment(doc)
+    for i, doc in enumerate(docs or ()):
+        exp = parse_experiment(doc, f"experiments[{i}]")
         if exp.id in out:
             raise ConfigError(f"experiment {exp.id!r} is defined twice")
         out[exp.id] = exp

@@ -25,6 +25,29 @@ def send(p: Producer, topic: str, key: str | bytes | None, value: Any) -> None:
             p.poll(0.05)
 
 
+def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int,
+               timeout_s: float = 30.0) -> list[tuple[int, bytes | None, bytes | None]]:
+    """The records ``[start, end)`` of one partition, as (offset, key, value); fewer when the
+    range was compacted or deleted, or ``timeout_s`` passed."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"range-{time.time_ns()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    out: list[tuple[int, bytes | None, bytes | None]] = []
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        deadline = time.monotonic() + timeout_s
+        position = start
+        while position < end and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.2):
+                if msg.error() is not None:
+                    continue
+                position = msg.offset() + 1
+                if msg.offset() < end:
+                    out.append((msg.offset(), msg.key(), msg.value()))
+    finally:
+        consumer.close()
+    return out
+
+
 class TopicReader:
     """Reads a topic from the offsets it had when created (or from the start), no consumer group."""
 

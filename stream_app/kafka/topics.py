@@ -24,7 +24,12 @@ CONTRACT: tuple[TopicSpec, ...] = (
     TopicSpec("delta-metrics"),
     TopicSpec("customer-scores", compacted=True),
     TopicSpec("engine-config", compacted=True, co_partitioned=False),
+    # every engine config a worker accepted, by version: a restart never starts without one
+    TopicSpec("accepted-configs", compacted=True, co_partitioned=False),
     TopicSpec("dead-letter"),
+    # fleet-wide learning (``fleet/``): the partitions' lessons, to one learner; its snapshots
+    TopicSpec("learning", co_partitioned=False),
+    TopicSpec("learner-snapshots", compacted=True, co_partitioned=False),
 )
 
 INPUT_TOPICS = ("interactions", "decision-requests", "outcomes")

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import math
 
-from stream_app.profile import Profile
+from stream_app.profile import MAX_AMOUNT, Profile
+from stream_app.profile.transitions import transaction_amount
 
 __all__ = ["capacity_target", "churn_checkpoints", "from_capacity_target"]
 
@@ -68,9 +69,36 @@ def churn_checkpoints(
 
 def capacity_target(amount: float) -> float:
     """Capacity is learned on ``log1p(amount)``: spend is heavy-tailed, and a model of the log
-    predicts something near the median ticket, which is what minimises absolute error."""
-    return math.log1p(max(float(amount), 0.0))
+    predicts something near the median ticket, which is what minimises absolute error.
+
+    An amount that is not a finite number in ``[0, MAX_AMOUNT]`` raises ``ValueError``: a model
+    refuses it rather than learn it (one ``1e308`` taught a regression targets of ~709, whose
+    predictions then overflowed ``expm1`` at every later interaction).
+
+    >>> round(capacity_target(99.0), 6), capacity_target(0)
+    (4.60517, 0.0)
+    >>> capacity_target(float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: amount must be a finite number in [0, 1e+09], got inf
+    """
+    return math.log1p(transaction_amount(amount))
 
 
 def from_capacity_target(value: float) -> float:
-    return max(math.expm1(value), 0.0)
+    """The amount a learned ``capacity_target`` stands for, within ``[0, MAX_AMOUNT]`` whatever
+    the model predicts (NaN is 0).
+
+    >>> round(from_capacity_target(capacity_target(99.0)), 9), from_capacity_target(1e6)
+    (99.0, 1000000000.0)
+    >>> from_capacity_target(float("nan")), from_capacity_target(-5.0)
+    (0.0, 0.0)
+    """
+    if value >= _MAX_TARGET:
+        return MAX_AMOUNT
+    if not value > 0.0:  # also NaN
+        return 0.0
+    return math.expm1(value)
+
+
+_MAX_TARGET = math.log1p(MAX_AMOUNT)

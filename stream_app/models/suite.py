@@ -10,9 +10,11 @@
   ``segment_min_events``-th interaction and every doubling after (``teaches_segmenter``); every
   interaction assigns the nearest segment; a ``SegmentReport`` keeps sizes and outcomes.
 
-Three calls do all the learning; each takes the current profile and returns the next one plus the
-JSON-ready drift records to publish. State is partition-local: every partition sees a random
-sample of customers, so its models are unbiased, and no cross-partition merge is needed.
+Two sides. A worker serves from the models it was given (a fleet snapshot: ``fleet/``) and
+computes the customer's side of an event (``profile_after``, ``apply_outcome``); the fleet's
+learner trains the models from the learning records of every partition (``learn_interaction``,
+``learn_outcome``, each returning the JSON-ready drift records to publish). ``observe_*`` do
+both, for a process that owns both sides.
 
 >>> from stream_app.profile import Profile
 >>> suite = ModelSuite(SuiteConfig(classifiers=("logreg",), regressors=("mean",)))
@@ -211,27 +213,54 @@ class ModelSuite:
     def segment_report(self, ts: int) -> list[dict[str, Any]]:
         return self.report.rows(ts)
 
-    # -- learning --------------------------------------------------------------------------
-    def observe_interaction(
-        self, profile: Profile, event: Mapping[str, Any]
-    ) -> tuple[Profile, list[dict[str, Any]]]:
-        """Learn churn (returning customer) and capacity (transaction) from the profile *before*
-        ``event``, apply the event, learn and assign the segment."""
-        cfg = self.profile_config
+    # -- the customer's side: what a worker computes with the models it has -----------------
+    def profile_after(self, profile: Profile, event: Mapping[str, Any]) -> Profile:
+        """The profile with ``event`` applied (validated first), its churn checkpoints marked as
+        labelled and its segment assigned by the current segmenter (``predict``: a worker never
+        trains the population's models, the learner does: ``learn_interaction``)."""
+        cfg, c = self.profile_config, self.config
         nxt = apply_interaction(profile, event, cfg)  # validates the event first
+        ts = int(event["ts"])
+        points, labelled = churn_checkpoints(
+            profile, ts, ts, int(c.churn_horizon_s * 1000), int(c.churn_period_s * 1000))
+        segment = self.segmenter.predict(segment_vector(nxt, ts, cfg))
+        if points:
+            return nxt.replace(segment=segment, churn_labelled_ms=labelled)
+        return nxt.replace(segment=segment)
+
+    # -- the population's side: learning ---------------------------------------------------------
+    def learn_interaction(self, before: Profile, event: Mapping[str, Any],
+                          segment: int | None = None) -> list[dict[str, Any]]:
+        """Learn from an interaction, given the profile *before* it: churn (a returning
+        customer labels the checkpoints of the silence before), capacity (a transaction's
+        amount), the segmenter (from a customer's ``segment_min_events``-th interaction and every
+        doubling after) and the segment report (``segment``: the segment the customer was
+        assigned, by default the segmenter's after learning). Returns the drift records."""
+        cfg = self.profile_config
+        nxt = apply_interaction(before, event, cfg)
         self._version = None
         ts = int(event["ts"])
-        events, nxt = self._learn_churn(profile, nxt, ts, ts)
+        events = self._learn_churn(before, ts, ts)
         if event.get("type") == "transaction" and isinstance(event.get("amount"), (int, float)):
-            x = features(profile, None, ts, cfg)
+            x = features(before, None, ts, cfg)
             events += self.capacity_model.learn(x, capacity_target(event["amount"]), ts)
         vec = segment_vector(nxt, ts, cfg)
         if teaches_segmenter(nxt.n_events, self.config.segment_min_events):
-            segment = self.segmenter.learn(vec)
-        else:
+            learned = self.segmenter.learn(vec)
+            if segment is None:
+                segment = learned
+        elif segment is None:
             segment = self.segmenter.predict(vec)
-        self.report.move(profile.segment, segment)
-        return nxt.replace(segment=segment), events
+        self.report.move(before.segment, segment)
+        return events
+
+    def observe_interaction(
+        self, profile: Profile, event: Mapping[str, Any]
+    ) -> tuple[Profile, list[dict[str, Any]]]:
+        """Learn from an interaction and apply it (``learn_interaction`` then ``profile_after``),
+        for a process that owns both sides (tests, notebooks)."""
+        events = self.learn_interaction(profile, event)  # validates the event first
+        return self.profile_after(profile, event), events
 
     def observe_silence(
         self, profile: Profile, now_ms: int
@@ -239,23 +268,25 @@ class ModelSuite:
         """Learn churn checkpoints that passed a full horizon without interaction. Call it from a
         periodic sweep (e.g. every ``churn_period_s``) for customers with no recent interaction."""
         self._version = None
-        events, nxt = self._learn_churn(profile, profile, None, now_ms)
-        return nxt, events
-
-    def _learn_churn(
-        self, before: Profile, after: Profile, next_ms: int | None, now_ms: int
-    ) -> tuple[list[dict[str, Any]], Profile]:
         c = self.config
-        points, labelled = churn_checkpoints(
+        events = self._learn_churn(profile, None, now_ms)
+        _, labelled = churn_checkpoints(profile, None, now_ms, int(c.churn_horizon_s * 1000),
+                                        int(c.churn_period_s * 1000))
+        return profile.replace(churn_labelled_ms=labelled), events
+
+    def _learn_churn(self, before: Profile, next_ms: int | None, now_ms: int
+                     ) -> list[dict[str, Any]]:
+        c = self.config
+        points, _ = churn_checkpoints(
             before, next_ms, now_ms, int(c.churn_horizon_s * 1000), int(c.churn_period_s * 1000)
         )
         events: list[dict[str, Any]] = []
         for b, churned in points:
             x = features(before, None, b, self.profile_config)
             events += self.churn_model.learn(x, churned, b)
-        return events, after.replace(churn_labelled_ms=labelled) if points else after
+        return events
 
-    def observe_outcome(
+    def learn_outcome(
         self,
         profile: Profile,
         offer_id: str,
@@ -265,13 +296,13 @@ class ModelSuite:
         context: Mapping[str, Any] | None = None,
         decided_ms: int | None = None,
         value: float = 0.0,
-    ) -> tuple[Profile, list[dict[str, Any]]]:
-        """Learn propensity and engagement from one outcome (features as of ``decided_ms``, the
-        decision time, default ``ts``), then apply the outcome to the profile. Past its first
-        examples the engagement model learns a weighted sample of the non-responses
-        (``outcome_negative_stride``)."""
+    ) -> list[dict[str, Any]]:
+        """Learn propensity and engagement from one outcome (features of ``profile``, the
+        customer before the outcome, as of ``decided_ms``, the decision time, default ``ts``).
+        Past its first examples the engagement model learns a weighted sample of the
+        non-responses (``outcome_negative_stride``). Returns the drift records."""
         cfg, at = self.profile_config, ts if decided_ms is None else decided_ms
-        key, y = offer_key(offer_id), reward > 0
+        y = reward > 0
         self._version = None
         model = self.propensity_models.get(offer_id)
         if model is None:
@@ -284,10 +315,27 @@ class ModelSuite:
             if w_engagement:
                 events += self.engagement_model.learn(base, y, ts, w_engagement)
             if w_propensity:
-                x = base | offer_features(profile, key, urgent, at, cfg)
+                x = base | offer_features(profile, offer_key(offer_id), urgent, at, cfg)
                 events += model.learn(x, y, ts, w_propensity)
         self.report.outcome(profile.segment, float(y), value)
-        return apply_outcome(profile, key, urgent, float(reward > 0), ts, cfg), events
+        return events
+
+    def observe_outcome(
+        self,
+        profile: Profile,
+        offer_id: str,
+        urgent: bool,
+        reward: float,
+        ts: int,
+        context: Mapping[str, Any] | None = None,
+        decided_ms: int | None = None,
+        value: float = 0.0,
+    ) -> tuple[Profile, list[dict[str, Any]]]:
+        """Learn from one outcome (``learn_outcome``) and apply it to the profile."""
+        events = self.learn_outcome(profile, offer_id, urgent, reward, ts, context, decided_ms,
+                                    value)
+        return apply_outcome(profile, offer_key(offer_id), urgent, float(reward > 0), ts,
+                             self.profile_config), events
 
     def prune(self, live_offer_ids: Sequence[str]) -> None:
         """Forget propensity models of offers no longer in the catalogue (bounds memory)."""

@@ -10,10 +10,10 @@ and returns the records to send. It never touches Kafka: the Faust worker
 (``worker/app.py``) hands it the batches its agents take and sends what it returns.
 
 Per-customer state is exact after any restart (the store's tables are changelog-backed in the
-worker); the partition's population learners (``PopulationState``: River models, contextual
-arms, experiment statistics, shadow estimators) live in memory and are checkpointed to the
-``models`` table every ``checkpoint_every`` learning events (at most once every
-``checkpoint_min_interval_s``), at a hand-over and at a stop (``checkpoint``).
+worker). What the fleet learns (River models, pooled and contextual arms, experiment
+statistics, shadow estimators: ``fleet/``) the session reads from the fleet's latest snapshot,
+with its own lessons since on top (``FleetView``); the lessons of a batch leave as one
+``learning`` record, for the fleet's learner.
 
 >>> import orjson
 >>> from stream_app.core.catalogue import parse_config
@@ -27,6 +27,11 @@ arms, experiment statistics, shadow estimators) live in memory and are checkpoin
 >>> out = session.process("decision-requests", [InputRecord(b"c1", orjson.dumps(request))])
 >>> [topic for topic, _, _ in out.records], out.decisions[0]["action"]
 (['decisions'], 'offer')
+>>> interaction = {"event_id": "e1", "customer_id": "c1", "ts": 1_764_000_000_100,
+...                "type": "login"}
+>>> out = session.process("interactions", [InputRecord(b"c1", orjson.dumps(interaction))])
+>>> [topic for topic, _, _ in out.records]
+['customer-scores', 'learning']
 """
 
 from __future__ import annotations
@@ -42,23 +47,20 @@ import structlog
 from stream_app.core.customer import CustomerState
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.feedback import PendingDecision
-from stream_app.core.population import PopulationState
-from stream_app.deadletter import dead_letter
-from stream_app.partition import checkpoints
-from stream_app.partition.clock import PartitionClock, forget_at
-from stream_app.partition.state import POPULATION_KEY, SEGMENT_KEY, PartitionState
+from stream_app.deadletter import dead_letter, letter_key
+from stream_app.fleet import POPULATION_KEY, FleetSnapshot, FleetView, segment_key, source_of
+from stream_app.experiments.enrolment import Enrolments
+from stream_app.partition.clock import ENROLMENT_TIMER, EventTimeRule, PartitionClock, forget_at
+from stream_app.partition.state import PartitionState
 from stream_app.partition.store import PartitionStore
 from stream_app.schemas import Contract, InvalidMessage
-from stream_app.settings import Settings
 
 __all__ = ["Emitted", "InputRecord", "PartitionSession", "SOURCES", "TABLES"]
 
 log = structlog.get_logger("stream_app.partition")
 
 SOURCES = ("decision-requests", "outcomes", "interactions")  # the input topics, contract names
-TABLES = ("customers", "arms", "models")  # the state a partition keeps
-
-_DEFAULTS = Settings()
+TABLES = ("customers", "enrolments")  # the state a partition keeps
 # Outcome deltas are published per batch, at most this many per ``delta-metrics`` record
 # (kind ``outcomes``; ~500 B each: a record stays far below the broker's 1 MB limit).
 OUTCOMES_PER_RECORD = 500
@@ -92,12 +94,13 @@ class InputRecord:
 class Emitted:
     """What a batch produced: ``records`` to send, in order, as (topic, key, value); the
     ``decisions`` made (for in-process drivers); counts of what was recognised as a duplicate
-    or dead-lettered."""
+    or dead-lettered, and the dead letters' reasons (for the worker's metrics)."""
 
     records: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0
     dead_letters: int = 0
+    dead_letter_reasons: list[str] = field(default_factory=list)
 
 
 class PartitionSession:
@@ -106,48 +109,49 @@ class PartitionSession:
     Parameters
     ----------
     partition
-        The partition number (written into pending decisions and metrics).
+        The partition number (written into pending decisions and metrics; ``p<n>`` is the
+        source id of its learning records).
     store
         The partition's tables (``TABLES``).
     decider
         Returns the decision core of the configuration in force, ``None`` while there is none.
+    fleet
+        Returns the fleet's latest snapshot (``None`` while there is none); a newer one is read
+        at the start of the next batch.
     topic
         Maps a contract topic name to the topic to write (the worker's prefix).
     contract
         Validates input messages; the ``schemas/`` contract by default.
     seed
-        Seeds the population learners when no checkpoint exists.
-    checkpoint_every, checkpoint_min_interval_s
-        When the population learners are checkpointed (``checkpoints.Schedule``).
-    on_restored
-        Called after a checkpoint was restored (the worker freezes the garbage collector).
-    population
-        Population learners to start from instead of the partition's checkpoint (benchmarks
-        that run lighter models).
+        Seeds the population learners of the empty view, before any snapshot.
+    epoch
+        Names this life of the partition's session in its learning records (default: the
+        wall clock in microseconds, different at every start and hand-over).
+    event_time
+        The bounds of the partition's event time (``partition/clock.py``; default: the
+        settings' defaults).
     """
 
     def __init__(self, partition: int, store: PartitionStore,
                  decider: Callable[[], Decider | None], *,
+                 fleet: Callable[[], FleetSnapshot | None] | None = None,
                  topic: Callable[[str], str] = str, contract: Contract | None = None,
-                 seed: int = 0, checkpoint_every: int = _DEFAULTS.checkpoint_every,
-                 checkpoint_min_interval_s: float = _DEFAULTS.checkpoint_min_interval_s,
-                 on_restored: Callable[[], None] | None = None,
-                 population: PopulationState | None = None) -> None:
+                 seed: int = 0, epoch: int | None = None,
+                 event_time: EventTimeRule | None = None) -> None:
         self.partition = partition
         self.store = store
         self._decider = decider
+        self._fleet = fleet
         self._contract = contract or default_contract()
         self._topics = {name: topic(name) for name in (
-            "decisions", "delta-metrics", "customer-scores", "dead-letter", "engine-config")}
+            "decisions", "delta-metrics", "customer-scores", "dead-letter", "learning")}
         self._decisions_topic = self._topics["decisions"]
         self._deltas_topic = self._topics["delta-metrics"]
-        self._seed = seed
-        self._schedule = checkpoints.Schedule(checkpoint_every, checkpoint_min_interval_s)
-        self._on_restored = on_restored
-        self._population: PopulationState | None = population
-        if population is not None:
-            self._schedule.loaded(partition)
+        self._source = source_of(partition).encode()
+        self.view = FleetView(source_of(partition),
+                              time.time_ns() // 1000 if epoch is None else epoch, seed=seed)
         self._clock: PartitionClock | None = None
+        self._event_time = event_time or EventTimeRule.default()
         self._state = PartitionState(store)
         self._horizon_ms: int | None = None  # the partition's event time before this record
         self._deltas: list[dict[str, Any]] = []  # the batch's outcome deltas, in order
@@ -165,16 +169,19 @@ class PartitionSession:
         decider = self._decider()
         self._out = out = Emitted()
         started = time.perf_counter()
+        self._read_fleet()
         if decider is None:
             for record in records:
                 self._reject("no engine config in force: publish one to engine-config", record)
             return out
         accepted: list[tuple[dict[str, Any], InputRecord]] = []
+        self.clock.reading(source, records)  # event time: which topic, and whether it lags
         for record in records:
             try:
                 accepted.append((self._decode(source, record), record))
             except InvalidMessage as exc:
                 self._reject(str(exc), record)
+        self._state.enrolments = bool(decider.experiments)
         self._state.prefetch([m["customer_id"] for m, _ in accepted])
         try:
             for message, record in accepted:
@@ -191,49 +198,28 @@ class PartitionSession:
         """Event time reached ``ts`` without a message (fires due timers, closes windows)."""
         self._out = out = Emitted()
         decider = self._decider()
+        self._read_fleet()
         if decider is not None:
+            self.clock.reading(None)  # not a record: no input topic's time moves
+            self._state.enrolments = bool(decider.experiments)
             try:
                 self._advance(ts, decider)
             finally:
                 self._write_back()
         return out
 
-    def checkpoint(self) -> str | None:
-        """Store the population learners and the pooled arms now (hand-over, stop); the model
-        version stored, or ``None`` when there is nothing in memory or the store refused it."""
-        self._state.write_pooled()
-        if self._population is None:
-            return None
-        try:
-            checkpoints.store(_TableView(self.store, "models"), self._population)
-        except Exception as exc:  # noqa: BLE001 - the events were processed: keep them
-            # e.g. the changelog topic's metadata not known yet right after start-up; the
-            # last checkpoint stands, the next one (schedule, hand-over, stop) tries again
-            log.warning("checkpoint_failed", partition=self.partition, error=str(exc))
-            return None
-        self._schedule.stored(self.partition)
-        return self._population.suite.version
+    def tick_idle(self) -> Emitted | None:
+        """Fire what is due on a partition that has read nothing for a while (its event time
+        moves with the wall clock: ``PartitionClock.idle_until``); ``None`` when not idle."""
+        ts = None if self._clock is None else self._clock.idle_until()
+        return None if ts is None else self.tick(ts)
 
-    @property
-    def population(self) -> PopulationState:
-        """The partition's population learners, restored from its checkpoint on first use."""
-        population = self._population
-        if population is None:
-            try:
-                population = checkpoints.load(_TableView(self.store, "models"))
-            except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint: learn afresh
-                log.warning("checkpoint_unreadable", partition=self.partition, error=str(exc))
-                population = None
-            if population is None:
-                population = PopulationState(seed=self._seed)
-            else:
-                log.info("checkpoint_restored", partition=self.partition,
-                         model_version=population.suite.version)
-                if self._on_restored is not None:
-                    self._on_restored()
-            self._population = population
-            self._schedule.loaded(self.partition)
-        return population
+    def _read_fleet(self) -> None:
+        """Read from the fleet's latest snapshot when there is a newer one."""
+        if self._fleet is not None:
+            snapshot = self._fleet()
+            if snapshot is not None and snapshot is not self.view.snapshot:
+                self.view.install(snapshot)
 
     @property
     def clock(self) -> PartitionClock:
@@ -241,15 +227,23 @@ class PartitionSession:
         kept in the customers' values (read without decoding the rest of each value)."""
         clock = self._clock
         if clock is None:
-            clock = self._clock = PartitionClock()
+            clock = self._clock = PartitionClock(rule=self._event_time)
             unreadable = 0
             decisions_of = CustomerState.decisions_of
+            reopen = self.view.budget.reopen
             for key, raw in self.store.items("customers"):
                 try:
                     for pending in decisions_of(raw, key.decode()):
                         clock.schedule(pending)
+                        reopen(pending)  # an open offer counts against its budget
                 except ValueError:  # CustomerCodecError, or a value without its customer id
                     unreadable += 1  # written by an incompatible version: never joined again
+            for key, raw in self.store.items("enrolments"):
+                try:
+                    for e in Enrolments.decode(raw).open():
+                        clock.schedule_enrolment(key.decode(), e.experiment, e.until_ms)
+                except ValueError:
+                    unreadable += 1
             if unreadable:
                 log.warning("customers_unreadable", partition=self.partition, count=unreadable)
         return clock
@@ -264,12 +258,20 @@ class PartitionSession:
             log.info("request_duplicate", request_id=request["request_id"])
             self._out.duplicates += 1
             return
+        loaded = customer
+        customer = decider.with_segment(customer, int(request["ts"]), self.view)
         segment = segment_of(request, customer.profile.segment)
         decided = decider.decide(request, customer, self._evidence(customer, segment),
-                                 self.population)
+                                 self.view)
         if decided.pending is not None:
             self._put(cid, decided.customer.with_decision(decided.pending))
             clock.schedule(decided.pending)
+        elif decided.customer is not loaded:  # no offer, but enrolled (or given a segment)
+            self._put(cid, decided.customer)
+        if decided.customer.enrolments is not loaded.enrolments:  # enrolled: its window's timer
+            for e in decided.customer.enrolments.open():
+                if loaded.enrolments.get(e.experiment) is None:
+                    clock.schedule_enrolment(cid, e.experiment, e.until_ms)
         decision = decided.decision
         decision["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
         self._out.decisions.append(decision)
@@ -277,8 +279,15 @@ class PartitionSession:
 
     def _learn(self, outcome: dict[str, Any], record: InputRecord, decider: Decider,
                started: float) -> None:
-        clock = self._advance(outcome["ts"], decider)
         cid = outcome["customer_id"]
+        if self._customer(cid).decision(outcome["decision_id"]) is None and not \
+                self._customer(cid).seen_outcomes.seen_before(outcome["outcome_id"]):
+            # refused before it moves event time: an outcome for no decision of this customer
+            # (a stranger's, a forged one) must not fire anyone's timers
+            self._reject(f"unknown decision_id {outcome['decision_id']!r} for this customer "
+                         "(never made here, or forgotten after its grace period)", record)
+            return
+        clock = self._advance(outcome["ts"], decider)
         customer = self._customer(cid)
         if customer.seen_outcomes.seen_before(outcome["outcome_id"]):
             log.info("outcome_duplicate", outcome_id=outcome["outcome_id"])
@@ -292,15 +301,14 @@ class PartitionSession:
         customer = customer.replace(
             seen_outcomes=customer.remembered_outcome(outcome["outcome_id"]))
         self._settle(clock, decider.learn(
-            self._evidence(customer, pending.segment), customer, pending, outcome,
-            self.population))
+            self._evidence(customer, pending.segment), customer, pending, outcome, self.view))
 
     def _observe(self, interaction: dict[str, Any], record: InputRecord, decider: Decider,
                  started: float) -> None:
         self._advance(interaction["ts"], decider)
         cid = interaction["customer_id"]
         try:
-            observed = decider.observe(self._customer(cid), interaction, self.population)
+            observed = decider.observe(self._customer(cid), interaction, self.view)
         except ValueError as exc:  # an interaction the profile cannot take (e.g. a bad amount)
             self._reject(f"interaction rejected: {exc}", record)
             return
@@ -309,12 +317,9 @@ class PartitionSession:
             self._out.duplicates += 1
             return
         self._put(cid, observed.customer)
-        self._learned()
-        send = self._out.records.append
-        for rec in observed.records:
-            send((self._deltas_topic, rec["kind"].encode(), _dumps(rec)))
         if observed.scores is not None:
-            send((self._topics["customer-scores"], cid.encode(), _dumps(observed.scores)))
+            self._out.records.append(
+                (self._topics["customer-scores"], cid.encode(), _dumps(observed.scores)))
 
     # -- event time ----------------------------------------------------------------------------
     def _advance(self, ts: int, decider: Decider) -> PartitionClock:
@@ -326,28 +331,21 @@ class PartitionSession:
         self._horizon_ms = clock.watermark_ms
         for cid, decision_id in clock.advance(ts):
             customer = self._customer(cid)
+            if decision_id.startswith(ENROLMENT_TIMER):  # a customer's experiment window closed
+                settled = decider.settle_enrolment(
+                    customer, decision_id[len(ENROLMENT_TIMER):], self.view)
+                if settled is not customer:
+                    self._put(cid, settled)
+                continue
             pending = customer.decision(decision_id)
             if pending is None or pending.is_settled:  # settled by an outcome meanwhile
                 continue
             self._settle(clock, decider.expire(
-                self._evidence(customer, pending.segment), customer, pending, self.population))
-        closed = clock.rollups.flush(clock.watermark_ms)
+                self._evidence(customer, pending.segment), customer, pending, self.view))
         send = self._out.records.append
-        for rollup in closed:
+        for rollup in clock.close_rollups():
             send((self._deltas_topic, b"rollup", _dumps(rollup)))
-        if closed:  # a roll-up window closed: publish the partition's in-stream statistics
-            self._publish_snapshots(clock.watermark_ms, decider)
         return clock
-
-    def _publish_snapshots(self, ts: int, decider: Decider) -> None:
-        records, due = decider.snapshots(self.population, ts, self.partition)
-        send = self._out.records.append
-        for rec in records:
-            send((self._deltas_topic, rec["kind"].encode(), _dumps(rec)))
-        for key in due:  # automatic promotion: a config change like any other, audited
-            doc = decider.promoted_config(key)
-            log.info("challenger_promoted", challenger=key, version=doc["version"])
-            send((self._topics["engine-config"], b"engine", _dumps(doc)))
 
     # -- state -------------------------------------------------------------------------------
     def _customer(self, cid: str) -> CustomerState:
@@ -366,7 +364,8 @@ class PartitionSession:
         return pending
 
     def _write_back(self) -> None:
-        """The batch is done: its outcome deltas as one record (or a few), its state written."""
+        """The batch is done: its outcome deltas as one record (or a few), its lessons as one
+        learning record, its state written."""
         deltas = self._deltas
         for start in range(0, len(deltas), OUTCOMES_PER_RECORD):
             rows = deltas[start:start + OUTCOMES_PER_RECORD]
@@ -374,38 +373,27 @@ class PartitionSession:
                 "schema_version": 1, "kind": "outcomes", "ts": max(r["ts"] for r in rows),
                 "partition": self.partition, "outcomes": rows})))
         deltas.clear()
-        self._state.write_back(self.clock.watermark_ms)
+        watermark = self.clock.watermark_ms
+        for lessons in self.view.records(watermark):
+            self._out.records.append((self._topics["learning"], self._source, _dumps(lessons)))
+        self._state.write_back(watermark)
 
     def _evidence(self, customer: CustomerState, segment: str) -> Evidence:
-        pooled = self._state.pooled
-        return Evidence(customer.arms, pooled(SEGMENT_KEY + segment.encode()),
-                        pooled(POPULATION_KEY))
+        pooled = self.view.pooled
+        return Evidence(customer.arms, pooled(segment_key(segment)), pooled(POPULATION_KEY))
 
     def _settle(self, clock: PartitionClock, learned: Learned) -> None:
         """Store what an outcome or an expired window taught, keep the decision (settled),
         publish the deltas."""
         p = learned.pending
-        evidence = learned.evidence
-        self._put(p.customer_id, learned.customer.replace(arms=evidence.customer).with_decision(p))
-        self._state.set_pooled(SEGMENT_KEY + p.segment.encode(), evidence.segment)
-        self._state.set_pooled(POPULATION_KEY, evidence.population)
+        self._put(p.customer_id,
+                  learned.customer.replace(arms=learned.evidence.customer).with_decision(p))
         for rec in learned.records:
             if rec.get("kind") == "outcome":
                 clock.rollups.add(rec)
                 self._deltas.append(rec)
-            else:  # drift and other population-level records
+            else:
                 self._out.records.append((self._deltas_topic, rec["kind"].encode(), _dumps(rec)))
-        self._learned()
-
-    def _learned(self) -> None:
-        """Count one learning event; checkpoint when the schedule says so."""
-        self.population  # noqa: B018 - restored (and the schedule started) before counting
-        if self._schedule.count(self.partition):
-            started = time.perf_counter()
-            version = self.checkpoint()
-            if version is not None:
-                log.info("checkpoint_stored", partition=self.partition, model_version=version,
-                         ms=round((time.perf_counter() - started) * 1000, 1))
 
     # -- input -------------------------------------------------------------------------------
     def _decode(self, source: str, record: InputRecord) -> dict[str, Any]:
@@ -413,6 +401,7 @@ class PartitionSession:
         key = record.key
         if key is None or key.decode("utf-8", "replace") != msg["customer_id"]:
             raise InvalidMessage("message key must be the customer_id (co-partitioning)")
+        self.clock.admit(msg["ts"])  # a record stamped in the future is refused
         return msg
 
     def _reject(self, reason: str, record: InputRecord) -> None:
@@ -422,20 +411,6 @@ class PartitionSession:
         log.warning("dead_letter", reason=letter["reason"], topic=record.topic,
                     offset=record.offset)
         self._out.dead_letters += 1
-        self._out.records.append((self._topics["dead-letter"], record.key, _dumps(letter)))
-
-
-class _TableView:
-    """One table of a store as the mapping checkpoints read and write (``get``, ``[]=``)."""
-
-    __slots__ = ("_store", "_table")
-
-    def __init__(self, store: PartitionStore, table: str) -> None:
-        self._store, self._table = store, table
-
-    def get(self, key: bytes, default: Any = None) -> Any:
-        value = self._store.get(self._table, key)
-        return default if value is None else value
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self._store.set(self._table, key, value)
+        self._out.dead_letter_reasons.append(letter["reason"])
+        self._out.records.append((self._topics["dead-letter"], letter_key(record.key),
+                                  _dumps(letter)))

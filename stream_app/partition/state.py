@@ -5,10 +5,8 @@
   the batch runs; a new state is encoded when it is made (``put``: a value that cannot be
   stored fails the record that made it, not the batch) and written once per batch
   (``write_back``: one write, one changelog record per key).
-- **Pooled arms** (``arms`` table: each segment's and the partition's population Beta evidence):
-  read by every decision and settlement, so kept in memory; written at most once per
-  ``POOLED_WRITE_EVERY_MS`` of event time, and whenever ``write_pooled`` is called (the
-  session's checkpoints, hand-over and stop), like the other population-level state.
+
+What the fleet learns (pooled arms, models) is not partition state: ``fleet/``.
 
 >>> from stream_app.partition.store import DictStore
 >>> state = PartitionState(DictStore())
@@ -28,43 +26,43 @@ from collections.abc import Sequence
 
 import structlog
 
-from stream_app.core.arms import Arms
 from stream_app.core.customer import CustomerState
+from stream_app.experiments.enrolment import Enrolments
 from stream_app.partition.clock import forget_at
 from stream_app.partition.store import PartitionStore
 
-__all__ = ["POOLED_WRITE_EVERY_MS", "POPULATION_KEY", "SEGMENT_KEY", "PartitionState"]
+__all__ = ["PartitionState"]
 
 log = structlog.get_logger("stream_app.partition")
 
-POPULATION_KEY = b"\x00population"  # the partition's population arms, in ``arms``
-SEGMENT_KEY = b"\x00segment:"  # a segment's arms, in ``arms``
-POOLED_WRITE_EVERY_MS = 1000
-
 
 class PartitionState:
-    """The customers and pooled arms of one partition over ``store``."""
+    """The customers of one partition over ``store``; their experiment enrolments (table
+    ``enrolments``) too while ``enrolments`` is on (the configuration has experiments)."""
 
-    __slots__ = ("store", "_customers", "_raw", "_dirty", "_pooled", "_pooled_dirty",
-                 "_pooled_written_ms")
+    __slots__ = ("store", "_customers", "_raw", "_dirty", "enrolments", "_raw_enrolments",
+                 "_enrolled", "_dirty_enrolments")
 
     def __init__(self, store: PartitionStore) -> None:
         self.store = store
         self._customers: dict[str, CustomerState] = {}  # the batch's customers, decoded
         self._raw: dict[str, bytes | None] = {}  # the batch's customers as read, not decoded yet
         self._dirty: dict[str, bytes] = {}  # the batch's customers to write, encoded
-        self._pooled: dict[bytes, Arms] = {}
-        self._pooled_dirty: set[bytes] = set()
-        self._pooled_written_ms = -POOLED_WRITE_EVERY_MS  # event time of the last write
+        self.enrolments = False
+        self._raw_enrolments: dict[str, bytes | None] = {}
+        self._enrolled: dict[str, Enrolments] = {}  # as read, to tell a change
+        self._dirty_enrolments: dict[str, bytes] = {}
 
     # -- customers ---------------------------------------------------------------------------
     def prefetch(self, customer_ids: Sequence[str]) -> None:
-        """Read the customers a batch will need, in one multi-get."""
+        """Read the customers a batch will need, in one multi-get (two with enrolments)."""
         cached = self._customers
         wanted = list(dict.fromkeys(c for c in customer_ids if c not in cached))
         if wanted:
-            raws = self.store.get_many("customers", [c.encode() for c in wanted])
-            self._raw.update(zip(wanted, raws))
+            keys = [c.encode() for c in wanted]
+            self._raw.update(zip(wanted, self.store.get_many("customers", keys)))
+            if self.enrolments:
+                self._raw_enrolments.update(zip(wanted, self.store.get_many("enrolments", keys)))
 
     def customer(self, cid: str) -> CustomerState:
         """The customer's state now (empty for a new customer, or one whose stored value a
@@ -78,6 +76,15 @@ class PartitionState:
             except ValueError as exc:  # CustomerCodecError: written by an incompatible version
                 log.warning("customer_unreadable", customer_id=cid, error=str(exc))
                 customer = CustomerState.empty()
+            if self.enrolments:
+                raw = self._raw_enrolments.pop(cid) if cid in self._raw_enrolments else \
+                    self.store.get("enrolments", cid.encode())
+                if raw:
+                    try:
+                        customer = customer.replace(enrolments=Enrolments.decode(raw))
+                    except ValueError as exc:
+                        log.warning("enrolments_unreadable", customer_id=cid, error=str(exc))
+                self._enrolled[cid] = customer.enrolments
             self._customers[cid] = customer
         return customer
 
@@ -88,36 +95,21 @@ class PartitionState:
             customer = customer.forgetting(watermark_ms, forget_at)
         self._dirty[cid] = customer.encode()
         self._customers[cid] = customer
+        if self.enrolments and customer.enrolments is not self._enrolled.get(cid):
+            self._dirty_enrolments[cid] = customer.enrolments.encode()
+            self._enrolled[cid] = customer.enrolments
 
     def write_back(self, watermark_ms: int | None) -> None:
-        """The batch is done: write its customers, the pooled arms when they are due, and
-        forget the batch."""
+        """The batch is done: write its customers and forget the batch."""
         if self._dirty:
             self.store.set_many("customers",
                                 [(cid.encode(), raw) for cid, raw in self._dirty.items()])
-        if self._pooled_dirty and watermark_ms is not None and \
-                watermark_ms - self._pooled_written_ms >= POOLED_WRITE_EVERY_MS:
-            self.write_pooled()
-            self._pooled_written_ms = watermark_ms
+        if self._dirty_enrolments:
+            self.store.set_many("enrolments", [(cid.encode(), raw)
+                                               for cid, raw in self._dirty_enrolments.items()])
         self._customers.clear()
         self._dirty.clear()
         self._raw.clear()
-
-    # -- pooled arms -------------------------------------------------------------------------
-    def pooled(self, key: bytes) -> Arms:
-        """A segment's (``SEGMENT_KEY`` + name) or the population's (``POPULATION_KEY``) arms."""
-        arms = self._pooled.get(key)
-        if arms is None:
-            arms = self._pooled[key] = Arms.decode(self.store.get("arms", key))
-        return arms
-
-    def set_pooled(self, key: bytes, arms: Arms) -> None:
-        self._pooled[key] = arms
-        self._pooled_dirty.add(key)
-
-    def write_pooled(self) -> None:
-        """Write the pooled arms that changed since their last write."""
-        if self._pooled_dirty:
-            self.store.set_many("arms", [(key, self._pooled[key].encode())
-                                         for key in self._pooled_dirty])
-            self._pooled_dirty.clear()
+        self._raw_enrolments.clear()
+        self._enrolled.clear()
+        self._dirty_enrolments.clear()

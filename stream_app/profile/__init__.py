@@ -31,6 +31,7 @@ from stream_app.profile.layout import (
 from stream_app.profile.personality import SpendPersonality, spend_personality
 from stream_app.profile.state import PROFILE_BYTES, Profile, ProfileCodecError
 from stream_app.profile.transitions import (
+    MAX_AMOUNT,
     apply_interaction,
     apply_outcome,
     offer_history,
@@ -46,6 +47,7 @@ __all__ = [
     "EVENT_TYPES",
     "FEATURE_NAMES",
     "LIFECYCLE_STAGES",
+    "MAX_AMOUNT",
     "MAX_SEGMENTS",
     "PROFILE_BYTES",
     "Profile",

@@ -35,9 +35,11 @@ from stream_app.profile.layout import (
 )
 from stream_app.profile.state import EMPTY_AT, Profile
 
-__all__ = ["apply_interaction", "apply_outcome", "offer_history", "record_contact", "tod_bucket"]
+__all__ = ["MAX_AMOUNT", "apply_interaction", "apply_outcome", "offer_history", "record_contact",
+           "tod_bucket", "transaction_amount"]
 
 HOUR_MS = 3_600_000
+MAX_AMOUNT = 1e9  # the largest transaction amount (the interactions schema's bound)
 GAP_EWMA_ALPHA = 0.2  # weight of the newest inter-event gap in the EWMA
 _DISCOUNT_KEYS = ("discount", "promo", "coupon", "voucher")
 _SLOW = SLOTS["slow"].start
@@ -72,6 +74,26 @@ def _is_discounted(attributes: Any) -> bool:
     return any(bool(attributes.get(k)) for k in _DISCOUNT_KEYS)
 
 
+def transaction_amount(raw: Any) -> float:
+    """A transaction's amount as the profile takes it: missing is 0; anything but a finite
+    number in ``[0, MAX_AMOUNT]`` raises ``ValueError`` (the caller dead-letters the event), so
+    no decayed sum, feature or model ever learns an infinity.
+
+    >>> transaction_amount(23.5), transaction_amount(None)
+    (23.5, 0.0)
+    >>> transaction_amount(1e308)
+    Traceback (most recent call last):
+    ...
+    ValueError: amount must be a finite number in [0, 1e+09], got 1e+308
+    """
+    if raw is None:
+        return 0.0
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not (
+            0.0 <= raw <= MAX_AMOUNT):  # False for NaN too
+        raise ValueError(f"amount must be a finite number in [0, {MAX_AMOUNT:g}], got {raw!r}")
+    return float(raw)
+
+
 def _timestamp(message: Mapping[str, Any]) -> int:
     ts = message.get("ts") if isinstance(message, Mapping) else None
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or ts < 0 or ts != ts:
@@ -83,7 +105,8 @@ def apply_interaction(
     profile: Profile, event: Mapping[str, Any], cfg: ProfileConfig = DEFAULT_CONFIG
 ) -> Profile:
     """The profile after one ``interactions`` event (contract shape); raises ``ValueError`` for an
-    event without a valid ``ts`` or ``type`` (the caller dead-letters it).
+    event without a valid ``ts`` or ``type``, or with an amount that is not a finite number in
+    ``[0, MAX_AMOUNT]`` (the caller dead-letters it).
 
     Counts the event type, channel and time-of-day bucket; a transaction adds its amount to the
     spend of its category (unknown -> ``other``) on the fast and the slow clock, and counts small,
@@ -102,9 +125,7 @@ def apply_interaction(
         inc[SLOTS["channel"].start + CHANNEL_INDEX[channel]] = 1.0
     amount = 0.0
     if kind == "transaction":
-        raw = event.get("amount")
-        amount = float(raw) if isinstance(raw, (int, float)) and math.isfinite(raw) else 0.0
-        amount = max(amount, 0.0)
+        amount = transaction_amount(event.get("amount"))
         category = normalise_category(event.get("category"))
         flags = {
             "tx": True,

@@ -1,5 +1,5 @@
 """Business rules applied before a policy chooses: eligibility, consent, channel, fatigue,
-quiet hours, validity dates, inventory. Pure Python + numpy; every rule fails closed.
+quiet hours, validity dates, budgets. Pure Python + numpy; every rule fails closed.
 
 Typical use in the decision core (parse once per configuration version)::
 
@@ -23,19 +23,18 @@ from stream_app.rules.config import (
     parse_rules,
     parse_use_case_rules,
 )
-from stream_app.rules.evaluate import DictInventory, Eligibility, InventoryStore, evaluate
+from stream_app.rules.evaluate import BudgetCheck, Eligibility, evaluate
 from stream_app.rules.history import ContactHistory, HistoryCodecError
 from stream_app.rules.offers import OfferArrays, RequestContext
 from stream_app.rules.value import expected_value, rank_eligible
 
 __all__ = [
+    "BudgetCheck",
     "Condition",
     "Consent",
     "ContactHistory",
-    "DictInventory",
     "Eligibility",
     "HistoryCodecError",
-    "InventoryStore",
     "OUTBOUND_CHANNELS",
     "OfferArrays",
     "QuietHours",

@@ -15,13 +15,16 @@ The JSON shape (every key optional; defaults in brackets)::
       },
       "quiet_hours": {"start": "22:00", "end": "07:00",                        # [off]
                       "channels": ["sms", "voice", "whatsapp"]},               # [all channels]
-      "inventory": ["cashback"],           # offers with a limited stock, or "*" for all [none]
+      "inventory": ["cashback"],           # offers shown only under a budget, or "*" [none]
       "check_validity": true,              # offer valid_from_ms / valid_to_ms [true]
       "history_capacity": 64               # contacts kept per customer [derived]
     }
 
 Consent is required by default on the outbound channels (the customer did not ask to be
-contacted there) and fails closed. Anything malformed raises ``ConfigError`` with one line.
+contacted there) and fails closed. ``inventory`` names the offers the use case shows only under
+a budget (the config's top-level ``budgets``, kept fleet-wide by ``fleet/budgets.py``): one
+without a budget is removed; a budget applies in every use case, listed here or not. Anything
+malformed raises ``ConfigError`` with one line.
 
 **How many contacts a customer's history keeps.** Unless ``history_capacity`` is set, it is the
 smallest number from which every rule that reads the history is answered exactly

@@ -3,11 +3,14 @@
 ``evaluate`` applies every rule of a use case to all candidates at once and returns an
 ``Eligibility``: a bool mask aligned to the candidates and, for each removed offer, the reasons
 naming each rule that removed it (all of them, not only the first). Rules fail closed: a missing
-consent flag, time zone or inventory count removes the offer rather than letting it through.
+consent flag or time zone, or an offer the use case shows only under a budget
+(``rules.inventory``) that has none, removes the offer rather than letting it through.
 
 Order of the checks (all are applied): channel availability, consent, use-case eligibility,
 offer eligibility, validity dates, fatigue caps and cool-down, quiet hours, same offer twice,
-inventory.
+budget. The budget rule is asked of a ``BudgetCheck`` (the partition's reading of the fleet's
+budgets, ``fleet/budgets.py``: an offer is out when its budget is spent or when this
+partition's share of it is taken).
 
 >>> from stream_app.core.catalogue import Offer
 >>> from stream_app.rules.config import parse_rules
@@ -24,7 +27,7 @@ inventory.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,23 +36,19 @@ from stream_app.rules.fatigue import channel_blocks, quiet_hours_block, same_off
 from stream_app.rules.history import ContactHistory
 from stream_app.rules.offers import OfferArrays, RequestContext
 
-__all__ = ["Eligibility", "InventoryStore", "DictInventory", "evaluate", "consent_given"]
+__all__ = ["BudgetCheck", "Eligibility", "consent_given", "evaluate"]
 
 
-class InventoryStore(Protocol):
-    """Remaining stock (or budget) of an offer; ``None`` when unknown."""
+class BudgetCheck(Protocol):
+    """The budget rule of one request."""
 
-    def remaining(self, offer_id: str) -> float | None: ...
+    def limits(self, offer_id: str) -> bool:
+        """Whether the offer has a budget."""
+        ...
 
-
-class DictInventory:
-    """An ``InventoryStore`` over a plain mapping (tests, files, a table snapshot)."""
-
-    def __init__(self, counts: Mapping[str, float]) -> None:
-        self._counts = dict(counts)
-
-    def remaining(self, offer_id: str) -> float | None:
-        return self._counts.get(offer_id)
+    def out_of_budget(self, offer_id: str) -> str | None:
+        """Why the offer may not be shown now (``"budget: ..."``), or ``None``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -95,7 +94,7 @@ def evaluate(
     offers: OfferArrays,
     history: ContactHistory,
     now_ms: int,
-    inventory: InventoryStore | None = None,
+    budgets: BudgetCheck | None = None,
 ) -> Eligibility:
     """Apply ``rules`` to the candidate ``offers`` of one request at event time ``now_ms``."""
     n = len(offers)
@@ -135,26 +134,22 @@ def evaluate(
     hours = f"{rules.same_offer_s / 3600:g}h"
     shown = same_offer_blocked(rules, offers.keys, history, now_ms)
     remove(shown, f"fatigue: same offer within {hours}")
-    for i, reason in enumerate(_inventory(rules, offers, inventory)):
+    for i, reason in enumerate(_budget(rules, offers, budgets)):
         if reason:
             remove(np.arange(n) == i, reason)
     return Eligibility(offers.ids, eligible, reasons)
 
 
-def _inventory(
-    rules: RuleSet, offers: OfferArrays, store: InventoryStore | None
-) -> list[str | None]:
-    """Per candidate: why its inventory rules it out, or ``None``."""
+def _budget(rules: RuleSet, offers: OfferArrays, budgets: BudgetCheck | None
+            ) -> list[str | None]:
+    """Per candidate: why its budget rules it out, or ``None``."""
     out: list[str | None] = []
     for oid in offers.ids:
-        if not rules.inventory_limited(oid):
-            out.append(None)
-        elif store is None:
-            out.append("inventory: no inventory store (fail closed)")
+        if budgets is not None and budgets.limits(oid):
+            out.append(budgets.out_of_budget(oid))
+        elif rules.inventory_limited(oid):
+            out.append("budget: none set for this offer, which the use case shows only under "
+                       "a budget (rules.inventory; fail closed)")
         else:
-            left = store.remaining(oid)
-            if isinstance(left, bool) or not isinstance(left, (int, float)) or left != left:
-                out.append("inventory: remaining count unknown (fail closed)")
-            else:
-                out.append("inventory: exhausted" if left <= 0 else None)
+            out.append(None)
     return out

@@ -96,12 +96,20 @@ class Sandbox:
         return gone
 
     def worker_env(self) -> dict[str, str]:
+        """The sandbox worker's environment. Its fleet learner publishes no snapshot while the
+        replay runs (only when it stops): when another partition's lessons reach a partition
+        depends on wall time, so each partition decides with what it learned itself, and the
+        same range gives the same decisions."""
         s = self.settings
         return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": s.bootstrap_servers,
                 "STREAM_APP_TOPIC_PREFIX": s.topic_prefix, "STREAM_APP_ID": s.app_id,
                 "STREAM_APP_PARTITIONS": str(s.partitions), "STREAM_APP_DATA_DIR": str(s.data_dir),
                 "STREAM_APP_MAX_MESSAGE_BYTES": str(s.max_message_bytes),
-                "STREAM_APP_SEED": str(s.seed)}
+                "STREAM_APP_SEED": str(s.seed), "STREAM_APP_LEARNER": "embedded",
+                "STREAM_APP_SNAPSHOT_INTERVAL_S": str(REPLAY_SNAPSHOT_INTERVAL_S)}
+
+
+REPLAY_SNAPSHOT_INTERVAL_S = 10 * 365 * 86400.0  # no snapshot while a replay runs
 
 
 class GuardedProducer:

@@ -7,32 +7,47 @@ recovers them) are the session's (``partition.TABLES``), reached through ``worke
 writes held until the batch is done, one RocksDB write batch per store, one changelog record
 per key. The input topics are co-partitioned by customer id, so a customer's requests,
 interactions, outcomes and state meet on one worker.
+
+Fleet-wide learning (``fleet/``): every session sends its lessons on ``learning`` and decides
+with the newest snapshot on ``learner-snapshots`` (``worker/snapshot_feed.py``). ``learning``
+has one partition; the fleet's learner (the ``learner`` agent) runs in the worker it is
+assigned to (``STREAM_APP_LEARNER=embedded``, the default), or in a process of its own
+(``stream-app learner``, with ``STREAM_APP_LEARNER=off`` on the workers), and publishes a
+snapshot every ``snapshot_interval_s`` and when it hands the learner over or stops.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import faust
+import orjson
 import structlog
 
 from stream_app.core.decision import Decider
+from stream_app.deadletter import dead_letter
+from stream_app.fleet import FleetSnapshot
+from stream_app.fleet.learner import FleetLearner
+from stream_app.observability import metrics
 from stream_app.partition import SOURCES, TABLES, InputRecord, PartitionSession
+from stream_app.partition.clock import EventTimeRule
 from stream_app.policies import beta_max
 from stream_app.schemas import Contract
 from stream_app.settings import Settings
 from stream_app.worker import collector, faust_patches, memory, storage
 from stream_app.worker.config_feed import ConfigFeed
 from stream_app.worker.output import Output
+from stream_app.worker.probes import WorkerProbes, count_batch
+from stream_app.worker.snapshot_feed import SnapshotFeed
 from stream_app.worker.tables import Tables, faust_tables
 
 log = structlog.get_logger("stream_app.worker")
 
-AGENT_NAMES = {"decision-requests": "answer", "outcomes": "learn", "interactions": "observe"}
+AGENT_NAMES = {"decision-requests": "answer", "outcomes": "learn", "interactions": "observe",
+               "learning": "learner"}
 
 
 def _dumps(obj: Any) -> bytes:
@@ -43,21 +58,28 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def build_app(settings: Settings) -> faust.App:
+def build_app(settings: Settings, role: str = "worker") -> faust.App:
     """The Faust app: one agent per input topic takes micro-batches of records and hands each
     partition's share to that partition's ``PartitionSession``; everything a session returns
     is sent through the worker's librdkafka producer. The rest is plumbing: the tables, the
     config feed, offsets committed only after the state and outputs they cover are
-    acknowledged, hand-over of revoked partitions, the last checkpoint at a clean stop."""
+    acknowledged, hand-over of revoked partitions, the fleet's learner (``learning``).
+
+    ``role="learner"``: the fleet's learner alone (its own consumer group, no tables, no input
+    agents)."""
+    if role not in ("worker", "learner"):
+        raise ValueError(f"role must be worker or learner, not {role!r}")
+    partitions_work = role == "worker"
+    runs_learner = role == "learner" or settings.learner == "embedded"
     contract = Contract.load(max_bytes=settings.max_message_bytes)
     if settings.rocksdb_memory_mb:  # 0: Faust's own RocksDB options (no shared budget)
         storage.configure(settings.rocksdb_memory_mb, settings.bulk_restore_min_records)
     faust_patches.install_fetch_wait(settings.fetch_max_wait_ms)  # before Faust's consumer
     app = faust.App(
-        settings.app_id,
+        settings.app_id if partitions_work else f"{settings.app_id}-learner",
         broker=f"kafka://{settings.bootstrap_servers}",
         store=storage.STORE_URL if settings.rocksdb_memory_mb else "rocksdb://",
-        datadir=str(settings.data_dir),
+        datadir=str(settings.data_dir if partitions_work else settings.data_dir / "learner"),
         topic_partitions=settings.partitions,
         web_enabled=False,
         key_serializer="raw",
@@ -77,7 +99,8 @@ def build_app(settings: Settings) -> faust.App:
                          key_serializer="raw", value_serializer="raw")
 
     faust_table = {name: app.Table(name, default=None, partitions=settings.partitions,
-                                   key_type=bytes, value_type=bytes) for name in TABLES}
+                                   key_type=bytes, value_type=bytes)
+                   for name in (TABLES if partitions_work else ())}
     changelogs = faust_tables(faust_table)
     # everything the worker writes goes through librdkafka (two lanes: decisions, the rest), and
     # table writes are held until the next flush (``worker/tables.py``, ``worker/output.py``)
@@ -87,14 +110,9 @@ def build_app(settings: Settings) -> faust.App:
                     tracked_topics=frozenset(topic for topic, _ in changelogs.values()))
     tables = Tables(changelogs, output)
 
-    feed = ConfigFeed(settings.bootstrap_servers, settings.topic("engine-config"),
-                      settings.topic("dead-letter"), contract)
+    feed = ConfigFeed.of(settings, contract)  # the last good config kept locally and fleet-wide
     state: dict[str, Any] = {"decider": None}
     feed.on_change.append(lambda cfg: state.__setitem__("decider", Decider(cfg, settings.seed)))
-
-    def after_restore() -> None:
-        if settings.gc_freeze:  # long-lived: no collection needs to walk them again
-            gc.freeze()
 
     sessions: dict[int, PartitionSession] = {}
 
@@ -105,23 +123,24 @@ def build_app(settings: Settings) -> faust.App:
         if session is None:
             session = sessions[partition] = PartitionSession(
                 partition, tables.partition(partition), lambda: state["decider"],
-                topic=settings.topic, contract=contract, seed=settings.seed,
-                checkpoint_every=settings.checkpoint_every,
-                checkpoint_min_interval_s=settings.checkpoint_min_interval_s,
-                on_restored=after_restore)
+                fleet=lambda: snapshots.latest, topic=settings.topic, contract=contract,
+                seed=settings.seed, event_time=EventTimeRule.of(settings))
         return session
+
+    snapshots = SnapshotFeed(settings.bootstrap_servers, settings.topic("learner-snapshots"))
 
     @app.on_before_shutdown.connect
     def stop_feed(app: faust.App, **kwargs: Any) -> None:
         feed.stop()
+        snapshots.stop()
 
     async def write_out() -> None:
         """The tables' held writes to their stores and changelogs, everything produced
         acknowledged, and the stores' changelog offsets moved to what was acknowledged: a
         recovery after this (the next rebalance, a restart) reads nothing this worker wrote.
         Without the last step, a worker that kept a partition across a rebalance had to read
-        its own hand-over checkpoint back from the changelog, a read Faust could lose (a fetch
-        returning while the flow is stopped is dropped: ``worker/seeking.py``)."""
+        its own writes back from the changelog, a read Faust could lose (a fetch returning
+        while the flow is stopped is dropped: ``worker/seeking.py``)."""
         tables.flush()
         await output.flush()
         tables.persist_acked()
@@ -131,6 +150,7 @@ def build_app(settings: Settings) -> faust.App:
     faust_patches.flush_before_commit(app, write_out)
 
     feed.start()
+    snapshots.start()
 
     if settings.malloc_arenas:
         @app.timer(interval=60.0)
@@ -164,6 +184,8 @@ def build_app(settings: Settings) -> faust.App:
         """Hand each partition its share of a batch (in order), send what the sessions return,
         then write the tables once for the whole batch."""
         while not feed.loaded.is_set():  # the config is read before the first record
+            if app.should_stop:  # none ever in force: nothing processed, nothing to save
+                feed.leave_without_config()
             await asyncio.sleep(0.02)
         shares: dict[int, list[InputRecord]] = {}
         for event in events:
@@ -172,14 +194,36 @@ def build_app(settings: Settings) -> faust.App:
             shares.setdefault(m.partition, []).append(InputRecord(
                 m.key, m.value, m.offset, int(ts * 1000) if isinstance(ts, float) else ts,
                 m.topic))
+        read_from = settings.topic(source)
+        metrics.count_in(read_from, len(events))
         send = output.send
         for partition, records in shares.items():
-            for topic_name, key, value in session_for(partition).process(source, records).records:
+            emitted = session_for(partition).process(source, records)
+            for topic_name, key, value in emitted.records:
                 send(topic_name, key, value)
+            count_batch(read_from, partition, emitted)
         tables.flush()
         output.poll()
 
+    @app.timer(interval=1.0)
+    async def tick_idle_partitions() -> None:
+        """A partition that read nothing for a while still fires its attribution timers: its
+        event time moves with the wall clock (``partition/clock.py``, rule 4)."""
+        fired = False
+        for session in list(sessions.values()):
+            emitted = session.tick_idle()
+            if emitted is not None:
+                fired = True
+                for topic_name, key, value in emitted.records:
+                    output.send(topic_name, key, value)
+        if fired:
+            tables.flush()
+            output.poll()
+
     inputs = {settings.topic(name) for name in SOURCES}
+    # /health, /ready, /metrics: a dependency of the app starts before its consumer and tables
+    app.add_dependency(WorkerProbes(app, feed, inputs, host=settings.probe_host,
+                                    port=settings.probe_port))
 
     faust_patches.seek_back_after_drops(app, inputs, log)
 
@@ -190,31 +234,26 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def hand_over(app: faust.App, revoked: Any, **kwargs: Any) -> None:
-        """Partitions leave this worker: checkpoint their population state (so the next owner
-        resumes from what was learned here, not from the last periodic checkpoint), write it out
-        and forget their sessions (a partition that comes back is read afresh)."""
+        """Partitions leave this worker: forget their sessions (a partition that comes back is
+        read afresh), hand the learner over when the learning partition leaves, write out."""
         parts = sorted({tp.partition for tp in revoked if tp.topic in inputs})
-        handed = {}
         for partition in parts:
-            session = sessions.pop(partition, None)
-            version = session.checkpoint() if session is not None else None
-            if version is not None:
-                handed[str(partition)] = version
+            sessions.pop(partition, None)
+        if any(tp.topic == learning_topic for tp in revoked):
+            hand_over_learner()
         await write_out()
         if parts:
-            log.info("partitions_revoked", partitions=parts, checkpointed=handed)
+            log.info("partitions_revoked", partitions=parts)
 
-    async def checkpoint_at_stop() -> None:
-        """At a clean stop, once the streams are empty and before the stores close: the last
-        checkpoint, so a restart does not forget what was learned since the periodic one."""
-        if sessions:  # Faust stops the tables twice: the first time counts
-            stored = {str(p): v for p, s in sorted(sessions.items())
-                      if (v := s.checkpoint()) is not None}
-            sessions.clear()
+    async def publish_at_stop() -> None:
+        """At a clean stop, once the streams are empty and before the stores close: the
+        learner's last snapshot, so its successor reads nothing again."""
+        sessions.clear()
+        if fleet["learner"] is not None:
+            hand_over_learner()
             await write_out()
-            log.info("checkpointed_at_shutdown", checkpointed=stored)
 
-    faust_patches.before_tables_stop(app, checkpoint_at_stop)
+    faust_patches.before_tables_stop(app, publish_at_stop)
 
     within = settings.batch_within_ms / 1000.0
 
@@ -225,8 +264,100 @@ def build_app(settings: Settings) -> faust.App:
 
         app.agent(topic(source), name=AGENT_NAMES[source])(take)
 
-    for source in SOURCES:
-        agent_for(source)
+    if partitions_work:
+        for source in SOURCES:
+            agent_for(source)
+
+    # -- the fleet's learner: the worker assigned the one partition of ``learning`` -----------
+    learning_topic = settings.topic("learning")
+    fleet: dict[str, Any] = {"learner": None}
+
+    def publish_snapshot() -> None:
+        learner = fleet["learner"]
+        if learner is None or not (learner.changed or learner.version == 0):
+            return
+        started = time.perf_counter()
+        snapshot = learner.snapshot()
+        snapshot.offset = fleet["offset"]
+        messages = snapshot.to_messages()
+        for key, value in messages:
+            output.send(settings.topic("learner-snapshots"), key, value)
+        log.info("snapshot_published", version=snapshot.version, chunks=len(messages),
+                 bytes=sum(len(v) for _, v in messages),
+                 ms=round((time.perf_counter() - started) * 1000, 1))
+
+    def hand_over_learner() -> None:
+        """Publish the learner's last snapshot and let it go (a rebalance gave the learning
+        partition to another worker, or this one stops)."""
+        publish_snapshot()
+        fleet["learner"] = None
+
+    async def start_learner(first_offset: int) -> FleetLearner:
+        """The learner from the newest snapshot on the topic, caught up on the learning
+        records between that snapshot and where the consumer starts."""
+        loop = asyncio.get_running_loop()
+        while not feed.loaded.is_set() or not snapshots.loaded.is_set():
+            await asyncio.sleep(0.05)
+        if not await loop.run_in_executor(None, snapshots.caught_up):
+            log.warning("snapshots_not_caught_up")
+        blob = snapshots.latest_blob
+        base = FleetSnapshot.decode(blob) if blob is not None else None
+        learner = FleetLearner(lambda: state["decider"], base, seed=settings.seed)
+        fleet["learner"], fleet["offset"] = learner, first_offset
+        start = base.offset if base is not None and base.offset is not None else None
+        if start is not None and start < first_offset:  # committed, but not in the snapshot
+            from stream_app.kafka.client import read_range
+
+            missed = await loop.run_in_executor(
+                None, read_range, settings.bootstrap_servers, learning_topic, 0, start,
+                first_offset)
+            for offset, key, value in missed:
+                learn_record(learner, key, value, offset)
+        log.info("learner_started", version=learner.version, from_offset=start,
+                 consumer_offset=first_offset, caught_up=max(0, first_offset - (start or 0)))
+        return learner
+
+    def learn_record(learner: FleetLearner, key: bytes | None, value: bytes | None,
+                     offset: int) -> None:
+        try:  # internal records, bounded by LESSONS_PER_RECORD: not the inputs' size limit
+            record = contract.validate("learning", orjson.loads(value or b"null"))
+            out = learner.apply(record)
+        except Exception as exc:  # noqa: BLE001 - a record the learner cannot read: dead-letter
+            log.warning("learning_record_rejected", offset=offset, error=str(exc))
+            letter = dead_letter(f"learning record rejected: {exc}", topic=learning_topic,
+                                 partition=0, offset=offset, timestamp=None, key=key,
+                                 value=value, failed_at=_now_ms())
+            output.send(settings.topic("dead-letter"), key, _dumps(letter))
+            return
+        send = output.send
+        deltas = settings.topic("delta-metrics")
+        for rec in out:
+            send(deltas, rec["kind"].encode(), _dumps(rec))
+        fleet["offset"] = offset + 1
+
+    async def learn(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_max, within):
+            learner = fleet["learner"]
+            if learner is None:
+                learner = await start_learner(events[0].message.offset)
+            for event in events:
+                m = event.message
+                learn_record(learner, m.key, m.value, m.offset)
+            reports, configs = learner.reports()
+            for rec in reports:
+                output.send(settings.topic("delta-metrics"), rec["kind"].encode(), _dumps(rec))
+            for doc in configs:
+                output.send(settings.topic("engine-config"), b"engine", _dumps(doc))
+            output.poll()
+
+    if runs_learner:
+        app.agent(topic("learning"), name=AGENT_NAMES["learning"])(learn)
+
+    @app.timer(interval=settings.snapshot_interval_s)
+    async def publish_snapshots() -> None:
+        """The fleet's learners to every worker, about every ``snapshot_interval_s``."""
+        publish_snapshot()
+
     return app
 
 
@@ -245,7 +376,7 @@ def create_changelog_topics(settings: Settings, app: faust.App, timeout_s: float
                              for t in app.tables.values()], timeout_s)
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: Settings, role: str = "worker") -> None:
     """Run the worker in this process until SIGINT / SIGTERM, on uvloop where installed (a
     dependency on POSIX; Faust does not select it by itself)."""
     import mode.loop
@@ -261,7 +392,7 @@ def run_worker(settings: Settings) -> None:
 
     log.info("kernels_ready", seconds=round(beta_max.warm_up(), 3))  # not on the first request
     create_topics(settings)
-    app = build_app(settings)
+    app = build_app(settings, role)
     create_changelog_topics(settings, app)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that it sees every record: each

@@ -32,6 +32,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from stream_app.observability import metrics
+
 __all__ = ["DeliveryError", "Output"]
 
 
@@ -54,6 +56,7 @@ class Output:
         self._tracked = tracked_topics  # changelog topics: remember their acknowledged offsets
         self._acked: dict[tuple[str, int], int] = {}
         self._failed: list[str] = []
+        self._sent_by_topic: dict[str, int] = {}  # since the last poll, for the metrics
         self.sent = 0
 
     def _producer_for(self, bootstrap: str, linger_ms: float) -> Any:
@@ -87,13 +90,17 @@ class Output:
             except BufferError:  # librdkafka's queue is full: let it send
                 producer.poll(0.05)
         self.sent += 1
+        sent = self._sent_by_topic
+        sent[topic] = sent.get(topic, 0) + 1
 
     def poll(self) -> None:
         """Serve the delivery reports that arrived (cheap; the worker calls it once a tick). A
         refusal is kept for :meth:`flush` to raise: the worker polls from an event-loop callback,
-        where an exception would only be logged, and the next commit would then go ahead."""
+        where an exception would only be logged, and the next commit would then go ahead.
+        The records queued since the last call are counted (``stream_app_records_out_total``)."""
         for producer in self._producers:
             producer.poll(0)
+        self._count_sent()
 
     async def flush(self, timeout_s: float = 60.0) -> None:
         """Wait (without blocking the event loop) until everything produced is acknowledged."""
@@ -109,6 +116,7 @@ class Output:
             if loop.time() > deadline:
                 raise DeliveryError(f"{waiting} messages not acknowledged after {timeout_s} s")
             await asyncio.sleep(0.001)
+        self._count_sent()
         self._raise_failed()
 
     def flush_blocking(self, timeout_s: float = 60.0) -> None:
@@ -123,6 +131,11 @@ class Output:
         """The last acknowledged offset of each tracked (topic, partition) since the last call."""
         acked, self._acked = self._acked, {}
         return acked
+
+    def _count_sent(self) -> None:
+        if self._sent_by_topic:
+            metrics.count_out(self._sent_by_topic)
+            self._sent_by_topic = {}
 
     def _delivered(self, err: Any, msg: Any) -> None:
         if err is not None:

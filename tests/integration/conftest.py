@@ -63,8 +63,8 @@ class Engine:
             "STREAM_APP_PARTITIONS": str(self.settings.partitions),
             "STREAM_APP_DATA_DIR": str(self.settings.data_dir),
             "STREAM_APP_MAX_MESSAGE_BYTES": str(self.settings.max_message_bytes),
-            "STREAM_APP_CHECKPOINT_EVERY": str(self.settings.checkpoint_every),
-            "STREAM_APP_CHECKPOINT_MIN_INTERVAL_S": str(self.settings.checkpoint_min_interval_s),
+            "STREAM_APP_SNAPSHOT_INTERVAL_S": str(self.settings.snapshot_interval_s),
+            "STREAM_APP_LEARNER": self.settings.learner,
         }
 
     def start(self) -> None:

@@ -4,6 +4,7 @@ scores and models that survive a worker restart."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import jsonschema
@@ -60,8 +61,10 @@ def test_a_shadow_challenger_gets_off_policy_estimates_on_delta_metrics(engine, 
     def shadow_records(ms: list[dict]) -> list[dict]:
         return [m for m in ms if m.get("kind") == "shadow"]
 
+    # the fleet's learner publishes one record per challenger per report window, for the
+    # outcomes of every partition
     got = engine.collect("delta-metrics",
-                         lambda ms: sum(r["n"] for r in shadow_records(ms)) >= len(decisions))
+                         lambda ms: any(r["n"] >= len(decisions) for r in shadow_records(ms)))
     records = shadow_records(got)
     for r in records:
         jsonschema.validate(r, _schema("delta-metrics"))
@@ -69,14 +72,11 @@ def test_a_shadow_challenger_gets_off_policy_estimates_on_delta_metrics(engine, 
         assert r["use_case"] == "default" and r["anytime_valid"] is True
         assert set(r["challenger"]) >= {"ips", "snips", "ess"}
         assert r["promotion"]["due"] is False  # 64 decisions: far too few to promote anything
-    latest = {r["partition"]: r for r in records}  # the newest record of each partition
-    assert sum(r["n"] for r in latest.values()) == len(decisions)
+        assert "partition" not in r
+    assert records[-1]["n"] == len(decisions)
 
 
 def test_profiles_segments_scores_and_models_survive_a_restart(engine, make_request):
-    engine.stop()
-    engine.settings = engine.settings.with_(checkpoint_every=50, checkpoint_min_interval_s=0.0)
-    engine.start()
     customers = [f"c-p{i}" for i in range(140)]
     events = []
     for round_ in range(22):  # the segmenter starts once 125 customers had 10 events
@@ -97,33 +97,37 @@ def test_profiles_segments_scores_and_models_survive_a_restart(engine, make_requ
         jsonschema.validate(s, _schema("customer-scores"))
     now = T0 + 22 * 140 * 60_000
     probe = customers[:12]
-    # requests move event time too, so the last checkpoint of each partition is written when
-    # enough events passed; decide until the segments are known (the interactions are processed)
-    before = {c: engine.decide(_request(c, now)) for c in probe}
+    # the segments come from the fleet's snapshot (one segment space for every partition):
+    # decide until it has them
+    before = {}
+    for _ in range(60):
+        before = {c: engine.decide(_request(c, now)) for c in probe}
+        if all(re.fullmatch(r"\d+", d["segment"]) for d in before.values()):
+            break
+        now += 1_000
     assert all(re.fullmatch(r"\d+", d["segment"]) for d in before.values()), before
-    version_before = _updates(before[probe[0]]["model_version"])
-    assert version_before > 0
+    version_before = _fleet_version(before[probe[0]]["model_version"])
+    assert version_before > 1
 
     engine.stop()
     engine.start()
     after = {c: engine.decide(_request(c, now + 1_000)) for c in probe}
     assert {c: d["segment"] for c, d in after.items()} == {c: d["segment"] for c, d in before.items()}
-    # the models were restored from the last checkpoint of each partition (every 50 events):
-    # at most 2 partitions x 49 updates were not yet checkpointed
-    version_after = _updates(after[probe[0]]["model_version"])
-    assert version_before - 2 * 50 <= version_after, (version_before, version_after)
-    assert version_after > 0
+    # the fleet's models were restored from the learner's snapshot topic, not learned afresh
+    assert _fleet_version(after[probe[0]]["model_version"]) >= version_before
 
 
-def _updates(model_version: str) -> int:
-    return int(re.search(r"models:u(\d+):", model_version).group(1))
+def _fleet_version(model_version: str) -> int:
+    return int(re.search(r"fleet:(\d+)", model_version).group(1))
 
 
-def test_a_clean_stop_checkpoints_what_was_learned_since_the_last_checkpoint(engine,
-                                                                             make_request):
-    """With no periodic checkpoint due (2,000 events, 30 s), a stop and a start restore every
-    partition's models exactly as they were when the worker stopped."""
-    assert engine.settings.checkpoint_every >= 2000
+def test_a_clean_stop_publishes_what_the_learner_learned_since_its_last_snapshot(
+        engine, make_request):
+    """With no periodic snapshot due (an hour apart), a stop publishes the learner's last
+    snapshot; the restarted learner resumes from it, with nothing to read again."""
+    engine.stop()
+    engine.settings = engine.settings.with_(snapshot_interval_s=3600.0)
+    engine.start()
     decided = [engine.decide(make_request(f"c-stop-{i}")) for i in range(16)]
     outcomes = [{"outcome_id": f"o-{uuid.uuid4().hex}", "decision_id": d["decision_id"],
                  "customer_id": d["customer_id"], "ts": d["ts"] + 1000, "type": "clicked",
@@ -133,18 +137,37 @@ def test_a_clean_stop_checkpoints_what_was_learned_since_the_last_checkpoint(eng
     engine.collect("delta-metrics", lambda ms: ids <= {m.get("decision_id") for m in ms
                                                          if m.get("kind") == "outcome"})
     log = engine.workdir / "worker.log"
-    start = len(log.read_text(errors="replace").splitlines())
-    engine.stop()
-    engine.start()
-    for d in decided:  # serving again, every partition restored by its first event
-        engine.decide(make_request(d["customer_id"]))
 
-    def logged(name: str) -> list[dict]:
+    def logged(name: str, start: int = 0) -> list[dict]:
         lines = log.read_text(errors="replace").splitlines()[start:]
         return [r for r in (orjson.loads(x) for x in lines if x.startswith("{") and name in x)
                 if r.get("event") == name]
 
-    stored = logged("checkpointed_at_shutdown")[-1]["checkpointed"]
-    assert stored and all(_updates(v) > 0 for v in stored.values())  # they had learned
-    restored = {str(r["partition"]): r["model_version"] for r in logged("checkpoint_restored")}
-    assert {p: restored.get(p) for p in stored} == stored
+    _wait(lambda: logged("learner_started"), "the learner to start")
+    time.sleep(1.0)  # the learner has the outcomes' lessons (sent with their deltas)
+    start = len(log.read_text(errors="replace").splitlines())
+    engine.stop()
+    published = logged("snapshot_published", start)
+    assert published, "no snapshot at the stop"
+    engine.start()
+    after = [engine.decide(make_request(d["customer_id"])) for d in decided]
+    assert {_fleet_version(d["model_version"]) for d in after} == {published[-1]["version"]}
+    engine.send_many("outcomes", [{**o, "outcome_id": f"o-{uuid.uuid4().hex}",
+                                   "decision_id": d["decision_id"], "ts": d["ts"] + 1000}
+                                  for o, d in zip(outcomes, after)])
+    started = _wait(lambda: logged("learner_started", start), "the learner to restart")
+    assert started[-1]["version"] == published[-1]["version"]
+    assert started[-1]["caught_up"] == 0  # its snapshot covered everything committed
+    engine.stop()
+    engine.settings = engine.settings.with_(snapshot_interval_s=1.0)
+    engine.start()
+
+
+def _wait(probe, what: str, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = probe()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -99,7 +99,7 @@ def test_outcomes_are_joined_after_partitions_move_to_a_new_worker(engine, make_
     second = Engine(engine.settings.with_(data_dir=tmp_path / "b" / "state"), tmp_path / "b")
     second.start()
     try:
-        # the first worker handed partitions over (checkpointed, flushed); the second took them
+        # the first worker handed partitions over (flushed); the second took them
         _wait_for(lambda: _events(engine, "partitions_revoked"), 120, "the first worker to revoke")
         _wait_for(lambda: _held(second), 120, "the second worker to be assigned partitions")
         moved = set(_held(second))
@@ -111,14 +111,6 @@ def test_outcomes_are_joined_after_partitions_move_to_a_new_worker(engine, make_
                    if o["decision_id"] not in joined]
         assert missing == [], f"not joined (customer, partition): {missing}; moved {moved}"
         assert all(m["actual"] == 1.0 for m in joined.values())
-        # the second worker resumed the moved partitions' models from the first one's hand-over
-        # checkpoint (no periodic one: checkpoint_every is 2,000 events, far more than sent here)
-        handed = _events(engine, "partitions_revoked")[-1]["checkpointed"]
-        restored = {str(r["partition"]): r["model_version"]
-                    for r in _events(second, "checkpoint_restored")}
-        assert {p: handed[p] for p in map(str, moved)} == {p: restored[p] for p in map(str, moved)}
-        if committed_first:
-            assert all(v != "models:u0:r0" for v in handed.values())  # they had learned
         # none was unknown to the worker that got it, and no further rebalance moved them back
         assert _events(second, "dead_letter") == [] and _events(engine, "dead_letter") == []
         assert set(_held(second)) == moved

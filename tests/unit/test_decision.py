@@ -11,6 +11,8 @@ from stream_app.core.catalogue import ConfigError, parse_config
 from stream_app.core.customer import CustomerState
 from stream_app.core.decision import Decider, Evidence
 from stream_app.core.population import PopulationState
+from stream_app.fleet import FleetSnapshot, FleetView
+from stream_app.fleet.learner import FleetLearner
 from stream_app.models.suite import ModelSuite, SuiteConfig
 from stream_app.schemas import Contract
 
@@ -44,18 +46,28 @@ def _request(i: int = 0, customer: str = "c-1", ts: int = T0, channel: str = "ap
 
 
 class World:
-    """Dict-backed state, keyed as the worker keys its tables (one partition)."""
+    """Dict-backed state, keyed as the worker keys its tables (one partition), and the fleet's
+    learner fed at once; the partition reads the learner's models as they are (one process
+    owning both sides)."""
 
     def __init__(self, config: dict, seed: int = 0) -> None:
         self.decider = Decider(parse_config(config), seed=seed)
-        self.population = _population()
+        self.learner = FleetLearner(lambda: self.decider, population=_population())
+        self.population = self.learner.population
+        self.view = FleetView("p0", 1, FleetSnapshot(1, {}, None, self.population))
         self.customers: dict[str, CustomerState] = {}
         self.arms: dict[str, Evidence] = {}
+
+    def _teach(self) -> None:
+        for record in self.view.records(None):
+            _valid(record, "learning")
+            self.learner.apply(record)
 
     def decide(self, request: dict):
         customer = self.customers.get(request["customer_id"], CustomerState.empty())
         evidence = self.arms.get(request["customer_id"], Evidence.empty())
-        decided = self.decider.decide(request, customer, evidence, self.population)
+        decided = self.decider.decide(request, customer, evidence, self.view)
+        self._teach()
         _valid(decided.decision, "decisions")
         self.customers[request["customer_id"]] = decided.customer
         return decided
@@ -65,16 +77,24 @@ class World:
         outcome = {"outcome_id": f"o-{p.decision_id}", "decision_id": p.decision_id,
                    "customer_id": p.customer_id, "ts": p.decided_at_ms + dt, "type": kind}
         learned = self.decider.learn(self.arms.get(p.customer_id, Evidence.empty()),
-                                     self.customers[p.customer_id], p, outcome, self.population)
+                                     self.customers[p.customer_id], p, outcome, self.view)
+        self._teach()
         for record in learned.records:
             _valid(record, "delta-metrics")
         self.arms[p.customer_id] = learned.evidence
         self.customers[p.customer_id] = learned.customer
         return learned
 
+    def settle(self, customer_id: str, experiment: str) -> None:
+        """The customer's measurement window in ``experiment`` closed (the worker's timer)."""
+        self.customers[customer_id] = self.decider.settle_enrolment(
+            self.customers[customer_id], experiment, self.view)
+        self._teach()
+
     def observe(self, interaction: dict):
         customer = self.customers.get(interaction["customer_id"], CustomerState.empty())
-        observed = self.decider.observe(customer, interaction, self.population)
+        observed = self.decider.observe(customer, interaction, self.view)
+        self._teach()
         self.customers[interaction["customer_id"]] = observed.customer
         return observed
 
@@ -160,7 +180,10 @@ def test_experiment_arms_are_sticky_and_their_treatment_is_applied():
             assert d["policy"] == "thompson"
     assert all(len(arms) == 1 for arms in seen.values())  # sticky
     stats = world.population.stats_for(world.decider.experiments["exp"])
-    assert stats.table[:, 0].sum() == 300  # every request is an exposure of one arm
+    # customers are the unit: each is exposed (enrolled) once, in the arm of all its requests
+    assert stats.table[:, 0].sum() == 60
+    assert stats.table[:, 0].tolist() == [sum(arms == {a} for arms in seen.values())
+                                          for a in ("control", "ts", "greedy")]
 
 
 def test_experiment_statistics_are_published_in_the_stream():
@@ -170,11 +193,19 @@ def test_experiment_statistics_are_published_in_the_stream():
         decided = world.decide(_request(i, customer=f"c-{i % 50}", ts=T0 + i * 1000))
         if decided.pending is not None:
             world.answer(decided, "clicked" if i % 3 == 0 else "dismissed")
-    records, due = world.decider.snapshots(world.population, T0 + 300_000, partition=0)
+    for c in range(50):  # every customer's window closes: one outcome each
+        world.settle(f"c-{c}", "exp")
+        world.settle(f"c-{c}", "exp")  # a second time counts nothing
+    records, due = world.decider.snapshots(world.population, T0 + 900_000)
     (exp,) = [r for r in records if r["kind"] == "experiment"]
     _valid(exp, "delta-metrics")
     assert exp["experiment_id"] == "exp" and exp["anytime_valid"] and due == []
-    assert sum(a["outcomes"] for a in exp["arms"]) == 200
+    assert sum(a["outcomes"] for a in exp["arms"]) == 50
+    assert sum(a["exposures"] for a in exp["arms"]) == 50
+    # converted: a response inside the window (600 s from the first exposure)
+    converted = {c for c in range(50) for i in range(c, 200, 50)
+                 if i % 3 == 0 and i - c < 600}
+    assert sum(a["responses"] for a in exp["arms"]) == len(converted)
     assert "lift" in exp["arms"][1] and exp["srm"] is not None
 
 
@@ -208,12 +239,12 @@ def test_challengers_are_scored_on_every_request_and_judged_off_policy():
         assert decided.pending.shadow == shadow
         good = decided.decision["offer_id"] == "travel"
         world.answer(decided, "clicked" if rng.random() < (0.6 if good else 0.1) else "dismissed")
-    records, due = world.decider.snapshots(world.population, T0 + 500_000, partition=3)
+    records, due = world.decider.snapshots(world.population, T0 + 500_000)
     shadows = {r["challenger"]["policy"]: r for r in records if r["kind"] == "shadow"}
     assert set(shadows) == {"ucb", "eg"}
     for r in shadows.values():
         _valid(r, "delta-metrics")
-        assert r["n"] == 400 and r["partition"] == 3 and r["champion"]["policy"] == "thompson"
+        assert r["n"] == 400 and "partition" not in r and r["champion"]["policy"] == "thompson"
         assert r["challenger"]["snips"]["value"] is not None
     assert all(k.startswith("default/") for k in due)
 
@@ -268,7 +299,7 @@ def test_interactions_build_the_profile_segment_and_scores():
     assert profile.n_events == 22 and profile.segment >= 0
     d = world.decide(_request(0, customer="c-1", ts=T0 + n * 60_000)).decision
     assert d["segment"] == str(profile.segment)
-    assert d["model_version"].endswith(world.population.suite.version)
+    assert d["model_version"].endswith(world.view.model_version)
 
 
 def test_contextual_state_forgets_with_the_use_case_half_life_and_survives_a_checkpoint():

@@ -17,7 +17,7 @@ from stream_app.core.delta import outcome_rows
 from stream_app.evaluation import engine_agent
 from stream_app.partition import DictStore, InputRecord, PartitionSession
 from stream_app.partition.session import default_contract
-from stream_app.partition.state import POPULATION_KEY
+from stream_app.fleet import POPULATION_KEY
 from stream_app.simulator import default_engine_config
 from stream_app.worker import app as worker_app
 
@@ -69,8 +69,9 @@ def letters(emitted) -> list[dict]:
     return [orjson.loads(v) for t, _, v in emitted.records if t == "dead-letter"]
 
 
-def population_arms(store: DictStore) -> tuple[float, float]:
-    a, b = Arms.decode(store.get("arms", POPULATION_KEY)).evidence(
+def population_arms(session: PartitionSession) -> tuple[float, float]:
+    """The population's evidence as the session reads it (its own lessons: no snapshot)."""
+    a, b = session.view.pooled(POPULATION_KEY).evidence(
         parse_config(default_engine_config()).offer_keys, T0, None)
     return float(a.sum()), float(b.sum())
 
@@ -94,10 +95,10 @@ def test_an_outcome_is_learned_once_and_a_stranger_is_dead_lettered(decider):
     learned = session.process("outcomes", [rec(outcome(1, did))])
     [delta] = deltas(learned)
     assert delta["kind"] == "outcome" and delta["actual"] == 1.0 and delta["decision_id"] == did
-    assert population_arms(store) == (1.0, 0.0)  # one success, no failure
+    assert population_arms(session) == (1.0, 0.0)  # one success, no failure
     redelivered = session.process("outcomes", [rec(outcome(1, did))])
     assert redelivered.records == [] and redelivered.duplicates == 1
-    assert population_arms(store) == (1.0, 0.0)
+    assert population_arms(session) == (1.0, 0.0)
     unknown = session.process("outcomes", [rec(outcome(2, "dc-nope"))])
     assert "unknown decision_id" in letters(unknown)[0]["reason"]
     other = session.process("outcomes", [rec(outcome(3, did, cid="c2"))])  # not c2's decision
@@ -108,14 +109,15 @@ def test_an_ignored_offer_is_settled_by_its_timer_exactly_once(decider):
     store = DictStore()
     session = session_on(store, decider)
     session.process("decision-requests", [rec(request(1))])
-    assert session.tick(T0 + WINDOW_MS - 1).records == []  # still inside its window
+    early = session.tick(T0 + WINDOW_MS - 1).records  # still inside its window: nothing
+    assert [t for t, _, v in early if t != "learning" or orjson.loads(v)["lessons"]] == []
     fired = [d for d in deltas(session.tick(T0 + WINDOW_MS)) if d["kind"] == "outcome"]
     assert [(d["kind"], d["ignored"], d["actual"]) for d in fired] == [("outcome", True, 0.0)]
-    assert population_arms(store) == (0.0, 1.0)
+    assert population_arms(session) == (0.0, 1.0)
     late = session.process("outcomes", [rec(outcome(1, decision_id_for("r1"),
                                                     ts=T0 + WINDOW_MS + 5))])
     assert [d["late"] for d in deltas(late)] == [True]  # recognised as late, not learned
-    assert population_arms(store) == (0.0, 1.0)
+    assert population_arms(session) == (0.0, 1.0)
     later = session.tick(T0 + 3 * WINDOW_MS)
     assert [d for d in deltas(later) if d["kind"] == "outcome"] == []  # never settled again
     forgotten = session.process("outcomes", [rec(outcome(2, decision_id_for("r1"),
@@ -155,16 +157,13 @@ def test_an_interaction_is_applied_once(decider):
     assert CustomerState.decode(store.get("customers", b"c1"), "c1").profile.n_events == events
 
 
-def test_a_new_session_on_the_same_store_resumes_timers_and_learners(decider):
+def test_a_new_session_on_the_same_store_resumes_its_timers(decider):
     store = DictStore()
     before = session_on(store, decider)
     d1 = before.process("decision-requests", [rec(request(1))]).decisions[0]["decision_id"]
     before.process("decision-requests", [rec(request(2, cid="c2"))])
     before.process("interactions", [rec(interaction(1))])
-    version = before.checkpoint()
-    assert version is not None
     after = session_on(store, decider)  # a restart, or the partition's next owner
-    assert after.population.suite.version == version
     joined = deltas(after.process("outcomes", [rec(outcome(1, d1))]))
     assert [d["decision_id"] for d in joined] == [d1]
     fired = deltas(after.tick(T0 + WINDOW_MS))  # c2's decision: its timer was rebuilt
@@ -207,14 +206,15 @@ def run_in_batches(decider: Decider, msgs: list[tuple[str, dict]], sizes: list[i
         emitted = session.process(source, [rec(m) for _, m in msgs[i:j]])
         for topic, key, value in emitted.records:
             doc = orjson.loads(value)
-            for row in outcome_rows(doc) if doc.get("kind") == "outcomes" else [doc]:
+            rows = outcome_rows(doc) if doc.get("kind") == "outcomes" else \
+                doc["lessons"] if doc.get("kind") == "lessons" else [doc]
+            for row in rows:
                 row.pop("latency_ms", None)  # wall-clock times: not the engine's output
                 row.pop("failed_at", None)
                 sent.setdefault((topic, row.get("kind")), []).append(
                     orjson.dumps(row, option=orjson.OPT_SORT_KEYS))
         i = j
-    session.checkpoint()  # the pooled arms are written at most once a second of event time
-    return sent, {t: dict(rows) for t, rows in store.tables.items() if t != "models"}
+    return sent, {t: dict(rows) for t, rows in store.tables.items()}
 
 
 @settings(max_examples=12, deadline=None)
@@ -234,7 +234,7 @@ def test_the_worker_and_both_benchmarks_drive_the_same_partition_class(decider):
     assert worker_app.PartitionSession is PartitionSession
     assert core_bench_module.PartitionSession is PartitionSession
     agent = engine_agent.EngineAgent(default_engine_config(), seed=3)
-    assert type(agent.session) is PartitionSession
+    assert [type(s) for s in agent.sessions] == [PartitionSession]
     # and the agent's decisions are the session's own for the same messages
     direct = session_on(DictStore(), agent.decider)
     for i in range(5):
@@ -252,13 +252,17 @@ def test_the_outcome_deltas_of_a_batch_are_one_record(decider):
     decided = session.process("decision-requests", [rec(request(i, cid=f"c{i}")) for i in range(5)])
     emitted = session.process("outcomes", [rec(outcome(i, d["decision_id"], cid=d["customer_id"]))
                                            for i, d in enumerate(decided.decisions)])
-    [(topic, key, value)] = emitted.records
+    [(topic, key, value), (learning, source, lessons)] = emitted.records
     record = orjson.loads(value)
     assert (topic, key, record["kind"], record["partition"]) == (
         "delta-metrics", b"outcomes", "outcomes", 0)
     assert [r["decision_id"] for r in record["outcomes"]] == [
         d["decision_id"] for d in decided.decisions]
     default_contract().validate("delta-metrics", record)
+    # and what the fleet must learn from them is one learning record too
+    taught = default_contract().decode("learning", lessons)
+    assert (learning, source, [lesson["k"] for lesson in taught["lessons"]]) == (
+        "learning", b"p0", ["o"] * 5)
 
 
 def test_a_state_that_cannot_be_stored_fails_its_record_not_the_batch(decider, monkeypatch):
@@ -293,3 +297,22 @@ def test_an_outcome_that_itself_moves_time_past_the_grace_period_is_late_not_ref
     # once event time had passed it before an outcome arrived, the decision is forgotten
     again = session.process("outcomes", [rec(outcome(2, did, ts=late_ts + 1))])
     assert "unknown decision_id" in letters(again)[0]["reason"]
+
+
+def test_customers_are_split_over_partitions_as_the_kafka_clients_split_them():
+    import random
+
+    from aiokafka.partitioner import DefaultPartitioner, murmur2
+
+    from stream_app.partition.keys import murmur2 as ours
+    from stream_app.partition.keys import partition_of
+
+    rng = random.Random(5)
+    partitioner = DefaultPartitioner()
+    for n in range(2000):
+        key = bytes(rng.randrange(256) for _ in range(n % 41))
+        assert ours(key) == murmur2(key)
+    for i in range(500):
+        cid = f"cust-{i}"
+        parts = list(range(1 + i % 16))
+        assert partition_of(cid, len(parts)) == partitioner(cid.encode(), parts, parts)

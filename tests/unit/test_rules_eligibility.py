@@ -1,4 +1,4 @@
-"""Eligibility, consent, channel availability, validity dates, inventory and ``no_action``."""
+"""Eligibility, consent, channel availability, validity dates, budgets and ``no_action``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 from stream_app.core.catalogue import Offer, parse_config
 from stream_app.rules import (
     ContactHistory,
-    DictInventory,
     OfferArrays,
     RequestContext,
     evaluate,
@@ -30,8 +29,8 @@ OFFERS = OfferArrays.of(
 EMPTY = ContactHistory.empty()
 
 
-def run(rules_doc, request, offers=OFFERS, inventory=None):
-    return evaluate(parse_rules(rules_doc), request, offers, EMPTY, NOW, inventory=inventory)
+def run(rules_doc, request, offers=OFFERS, budgets=None):
+    return evaluate(parse_rules(rules_doc), request, offers, EMPTY, NOW, budgets=budgets)
 
 
 def app(**kw):
@@ -136,20 +135,35 @@ def test_request_context_from_a_decision_request():
     assert run(ADULTS, ctx, SMS_ONLY).eligible.all()
 
 
-# -- inventory: fail closed --------------------------------------------------------------------
-def test_inventory_limits_fail_closed():
-    rules = {"inventory": ["loan"]}
-    assert run(rules, app(), SMS_ONLY).reasons == {
-        "loan": ["inventory: no inventory store (fail closed)"]}  # fmt: skip
-    unknown = run(rules, app(), SMS_ONLY, DictInventory({"cashback": 5}))
-    assert unknown.reasons == {"loan": ["inventory: remaining count unknown (fail closed)"]}
-    assert run(rules, app(), SMS_ONLY, DictInventory({"loan": 0})).reasons == {
-        "loan": ["inventory: exhausted"]}  # fmt: skip
-    assert run(rules, app(), SMS_ONLY, DictInventory({"loan": float("nan")})).eligible.tolist() == [
-        True, False]  # fmt: skip
-    assert run(rules, app(), SMS_ONLY, DictInventory({"loan": 3})).eligible.all()
-    everything = run({"inventory": "*"}, app(), SMS_ONLY, DictInventory({"loan": 1}))
-    assert everything.eligible.tolist() == [False, True]  # cashback has no count: closed
+# -- budgets: what the budget check says, and fail closed ------------------------------------
+class Budgets:
+    """The budget rule as ``evaluate`` asks it (``fleet/budgets.py`` implements it)."""
+
+    def __init__(self, out: dict[str, str | None]) -> None:
+        self.out = out
+
+    def limits(self, offer_id):
+        return offer_id in self.out
+
+    def out_of_budget(self, offer_id):
+        return self.out[offer_id]
+
+
+def test_an_offer_out_of_budget_is_removed_with_the_reason():
+    spent = Budgets({"loan": "budget: count budget of 5 spent (5 accepted fleet-wide)"})
+    assert run({}, app(), SMS_ONLY, spent).reasons == {
+        "loan": ["budget: count budget of 5 spent (5 accepted fleet-wide)"]}  # fmt: skip
+    assert run({}, app(), SMS_ONLY, Budgets({"loan": None})).eligible.all()
+
+
+def test_an_offer_shown_only_under_a_budget_fails_closed_without_one():
+    closed = ["budget: none set for this offer, which the use case shows only under a budget "
+              "(rules.inventory; fail closed)"]
+    assert run({"inventory": ["loan"]}, app(), SMS_ONLY).reasons == {"loan": closed}
+    assert run({"inventory": ["loan"]}, app(), SMS_ONLY, Budgets({})).reasons == {"loan": closed}
+    assert run({"inventory": ["loan"]}, app(), SMS_ONLY, Budgets({"loan": None})).eligible.all()
+    everything = run({"inventory": "*"}, app(), SMS_ONLY, Budgets({"loan": None}))
+    assert everything.eligible.tolist() == [False, True]  # cashback has no budget: closed
 
 
 # -- no action, reasons, use-case offers -----------------------------------------------------
