@@ -9,7 +9,6 @@ import hashlib
 
 import orjson
 import pytest
-import structlog
 
 from stream_app.core.catalogue import ConfigError, parse_config
 from stream_app.core.decision import Decider
@@ -27,13 +26,6 @@ from stream_app.worker.config_feed import ConfigFeed
 
 CONFIG = orjson.loads((PROJECT_ROOT / "config" / "offers.json").read_bytes())
 CONTRACT = Contract.load()
-
-
-@pytest.fixture(autouse=True)
-def logs_to_the_current_stderr():
-    """Tests that run the CLI in-process configure structlog with pytest's captured stream,
-    closed by the next test: log to the stream of this one."""
-    structlog.reset_defaults()
 
 
 def with_use_case(**changes) -> dict:

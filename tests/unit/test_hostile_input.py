@@ -21,7 +21,6 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
-import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,13 +38,6 @@ START = 1_790_000_000_000  # the valid traffic's event time (the test's wall clo
 WINDOW_MS = 3_600_000  # default_engine_config's attribution window
 MAX_FUTURE_MS = 86_400_000
 WALL = START + 3_600_000  # the wall clock of the property tests
-
-
-@pytest.fixture(autouse=True)
-def logs_to_the_current_stderr():
-    """Tests that run the CLI in-process configure structlog with pytest's captured stream,
-    closed by the next test: log to the stream of this one."""
-    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import time
 
 import orjson
 import pytest
-import structlog
 
 from stream_app.core.catalogue import parse_config
 from stream_app.core.decision import Decider
@@ -21,13 +20,6 @@ from stream_app.simulator import default_engine_config
 
 CONTRACT = Contract.load()
 DAY_MS = 86_400_000
-
-
-@pytest.fixture(autouse=True)
-def logs_to_the_current_stderr():
-    """Tests that run the CLI in-process configure structlog with pytest's captured stream,
-    closed by the next test: log to the stream of this one."""
-    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import time
 
 import orjson
 import pytest
-import structlog
 
 from stream_app.core.catalogue import parse_config
 from stream_app.core.decision import Decider
@@ -21,13 +20,6 @@ from stream_app.simulator import default_engine_config
 
 WINDOW_MS = 3_600_000  # default_engine_config's attribution window
 YEAR_2100 = 4_118_000_000_000  # 2100-06-30
-
-
-@pytest.fixture(autouse=True)
-def logs_to_the_current_stderr():
-    """Tests that run the CLI in-process configure structlog with pytest's captured stream,
-    closed by the next test: log to the stream of this one."""
-    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="module")
