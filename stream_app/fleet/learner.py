@@ -79,7 +79,10 @@ class FleetLearner:
                 PopulationState(seed=seed)
             self.version, self.applied, self.ts = 0, {}, None
         self.report_every_ms = report_every_ms
-        self._report_end: int | None = None
+        # the end of the next report window: after the snapshot's last lesson (a restarted
+        # learner reports the window it was in), else after the first record's time
+        self._report_end: int | None = None if self.ts is None else \
+            (self.ts // report_every_ms + 1) * report_every_ms
         self._times: dict[str, int] = {}  # partition -> its event time (learning records)
         self.changed = False  # learned something since the last snapshot
         self.duplicates = 0  # records skipped as already applied
@@ -110,6 +113,8 @@ class FleetLearner:
         if ts is not None:
             ts = int(ts)
             self.ts = ts if self.ts is None else max(self.ts, ts)
+            if self._report_end is None:
+                self._report_end = (ts // self.report_every_ms + 1) * self.report_every_ms
             name = str(record["source"])
             self._times[name] = max(self._times.get(name, ts), ts)
         return out
@@ -170,10 +175,7 @@ class FleetLearner:
         """At the end of a report window of event time: the fleet's statistics records, and the
         configs of challengers promoted now. Nothing before the window is over."""
         decider, ts, every = self._decider(), self.watermark_ms, self.report_every_ms
-        if decider is None or ts is None:
-            return [], []
-        if self._report_end is None:
-            self._report_end = (ts // every + 1) * every
+        if decider is None or ts is None or self._report_end is None:
             return [], []
         if ts < self._report_end:
             return [], []

@@ -304,8 +304,10 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         base = FleetSnapshot.decode(blob) if blob is not None else None
         learner = FleetLearner(lambda: state["decider"], base, seed=settings.seed)
         fleet["learner"], fleet["offset"] = learner, first_offset
-        start = base.offset if base is not None and base.offset is not None else None
-        if start is not None and start < first_offset:  # committed, but not in the snapshot
+        # without a snapshot, from the beginning of ``learning`` (what is still kept): a learner
+        # that died before its first snapshot may have had its offsets committed
+        start = base.offset if base is not None and base.offset is not None else 0
+        if start < first_offset:  # committed, but not in the snapshot
             from stream_app.kafka.client import read_range
 
             missed = await loop.run_in_executor(
@@ -314,7 +316,7 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
             for offset, key, value in missed:
                 learn_record(learner, key, value, offset)
         log.info("learner_started", version=learner.version, from_offset=start,
-                 consumer_offset=first_offset, caught_up=max(0, first_offset - (start or 0)))
+                 consumer_offset=first_offset, caught_up=max(0, first_offset - start))
         return learner
 
     def learn_record(learner: FleetLearner, key: bytes | None, value: bytes | None,

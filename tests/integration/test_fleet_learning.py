@@ -97,6 +97,13 @@ def test_experiment_counts_are_per_customer_across_partitions_and_survive_the_le
                 "customer_id": d["customer_id"], "ts": d["ts"] + 30_000, "type": "accepted",
                 "value": 5.0} for d in answered])
             converted.update(d["customer_id"] for d in answered)
+            # processed before anything moves event time past their windows (the input topics
+            # are read independently): the outcomes' deltas and the buyers' first scores
+            settled_ids = {d["decision_id"] for d in answered}
+            first.collect("delta-metrics", lambda ms: settled_ids <= {
+                m.get("decision_id") for m in ms if m.get("kind") == "outcome"}, timeout_s=120)
+            first.collect("customer-scores", lambda ms: set(buyers) <= {
+                m["customer_id"] for m in ms}, timeout_s=120)
 
         wave(customers[:24], T0)
         learner.kill()  # SIGKILL, mid-run: whatever it had not published is lost with it
@@ -121,7 +128,11 @@ def test_experiment_counts_are_per_customer_across_partitions_and_survive_the_le
             recs = experiment_records(ms)
             return bool(recs) and sum(a["outcomes"] for a in recs[-1]["arms"]) == 48
 
-        got = experiment_records(first.collect("delta-metrics", settled, timeout_s=180))
+        try:
+            got = experiment_records(first.collect("delta-metrics", settled, timeout_s=120))
+        except AssertionError:
+            _dump_learning(settings)
+            raise
         final = {a["arm"]: a for a in got[-1]["arms"]}
         for name in ("control", "offer"):
             mine = [c for c in customers if arm[c] == name]
@@ -137,3 +148,21 @@ def test_experiment_counts_are_per_customer_across_partitions_and_survive_the_le
         learner_log.close()
         first.close()
         second.close()
+
+
+def _dump_learning(settings: Settings) -> None:
+    """What the learning topic holds, per source and lesson kind (printed when the test fails)."""
+    import collections
+
+    import orjson
+
+    from stream_app.kafka.client import read_range
+
+    kinds: collections.Counter = collections.Counter()
+    for offset, key, value in read_range(settings.bootstrap_servers,
+                                         settings.topic("learning"), 0, 0, 10**9, timeout_s=5):
+        doc = orjson.loads(value)
+        kinds[(doc["source"], doc["epoch"] % 100000)] += 0
+        for lesson in doc["lessons"]:
+            kinds[(doc["source"], lesson["k"])] += 1
+    print("learning topic:", sorted(kinds.items()))
