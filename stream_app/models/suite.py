@@ -218,11 +218,10 @@ class ModelSuite:
         """The profile with ``event`` applied (validated first), its churn checkpoints marked as
         labelled and its segment assigned by the current segmenter (``predict``: a worker never
         trains the population's models, the learner does: ``learn_interaction``)."""
-        cfg, c = self.profile_config, self.config
+        cfg = self.profile_config
         nxt = apply_interaction(profile, event, cfg)  # validates the event first
         ts = int(event["ts"])
-        points, labelled = churn_checkpoints(
-            profile, ts, ts, int(c.churn_horizon_s * 1000), int(c.churn_period_s * 1000))
+        points, labelled = self._churn_points(profile, ts, ts)
         segment = self.segmenter.predict(segment_vector(nxt, ts, cfg))
         if points:
             return nxt.replace(segment=segment, churn_labelled_ms=labelled)
@@ -240,7 +239,7 @@ class ModelSuite:
         nxt = apply_interaction(before, event, cfg)
         self._version = None
         ts = int(event["ts"])
-        events = self._learn_churn(before, ts, ts)
+        events = self._learn_churn(before, self._churn_points(before, ts, ts)[0])
         if event.get("type") == "transaction" and isinstance(event.get("amount"), (int, float)):
             x = features(before, None, ts, cfg)
             events += self.capacity_model.learn(x, capacity_target(event["amount"]), ts)
@@ -268,18 +267,18 @@ class ModelSuite:
         """Learn churn checkpoints that passed a full horizon without interaction. Call it from a
         periodic sweep (e.g. every ``churn_period_s``) for customers with no recent interaction."""
         self._version = None
-        c = self.config
-        events = self._learn_churn(profile, None, now_ms)
-        _, labelled = churn_checkpoints(profile, None, now_ms, int(c.churn_horizon_s * 1000),
-                                        int(c.churn_period_s * 1000))
-        return profile.replace(churn_labelled_ms=labelled), events
+        points, labelled = self._churn_points(profile, None, now_ms)
+        return profile.replace(churn_labelled_ms=labelled), self._learn_churn(profile, points)
 
-    def _learn_churn(self, before: Profile, next_ms: int | None, now_ms: int
-                     ) -> list[dict[str, Any]]:
+    def _churn_points(self, before: Profile, next_ms: int | None, now_ms: int
+                      ) -> tuple[list[tuple[int, bool]], int]:
+        """``labels.churn_checkpoints`` with this suite's horizon and period."""
         c = self.config
-        points, _ = churn_checkpoints(
-            before, next_ms, now_ms, int(c.churn_horizon_s * 1000), int(c.churn_period_s * 1000)
-        )
+        return churn_checkpoints(before, next_ms, now_ms, int(c.churn_horizon_s * 1000),
+                                 int(c.churn_period_s * 1000))
+
+    def _learn_churn(self, before: Profile, points: list[tuple[int, bool]]
+                     ) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         for b, churned in points:
             x = features(before, None, b, self.profile_config)
