@@ -10,7 +10,7 @@ decisions left out, they are the template's own) are read from its RocksDB store
 templates; for every further customer
 the row of a template (cycling) is written under the new customer's key to the tables' changelog
 topics, on the partition the load generator's producer sends that customer's requests to (the
-librdkafka default partitioner, ``consistent_random``: CRC32 of the key, as in ``load.py``); the
+Java clients' partitioner, murmur2 of the key, as in ``load.py``); the
 worker, started again, recovers them like any changelog records.
 
 The state bytes are real engine state (profile, contact history, Beta evidence), copied: cloned
@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from stream_app.bench.load import CUSTOMER_KEY, customer_key
+from stream_app.kafka.client import PARTITIONER
 
 __all__ = ["BULK_TABLES", "clone_rows", "read_templates", "seed_changelogs"]
 
@@ -94,7 +95,7 @@ def seed_changelogs(bootstrap: str, changelog_topic: Callable[[str], str],
             errors.append(str(err))
 
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
-                         "partitioner": "consistent_random",  # = the load generator's default
+                         "partitioner": PARTITIONER,  # = the load generator's
                          "batch.num.messages": 10_000,  # uncompressed, as Faust writes them
                          "queue.buffering.max.messages": 1_000_000,
                          "queue.buffering.max.kbytes": 1_048_576})

@@ -26,6 +26,8 @@ import numpy as np
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from stream_app.kafka.client import PARTITIONER
+
 
 def customer_key(idx: int) -> bytes:
     return b"c%07d" % idx
@@ -91,7 +93,7 @@ class DecisionCollector(threading.Thread):
             "fetch.wait.max.ms": 20, "enable.partition.eof": False,
         })
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms,
-                                  "acks": "1", "queue.buffering.max.messages": 1_000_000})
+                                  "acks": "1", "partitioner": PARTITIONER, "queue.buffering.max.messages": 1_000_000})
         self.outcomes_topic = outcomes_topic
         self.fraction = outcome_fraction
         self.phases: dict[str, PhaseLog] = {}
@@ -222,6 +224,7 @@ class LoadGenerator:
                  interactions_per_request: float, linger_ms: float) -> None:
         self.producer = Producer({
             "bootstrap.servers": bootstrap, "linger.ms": linger_ms, "acks": "1",
+            "partitioner": PARTITIONER,
             "batch.num.messages": 10_000, "queue.buffering.max.messages": 2_000_000,
             "queue.buffering.max.kbytes": 1_048_576,
         })

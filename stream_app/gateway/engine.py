@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import KafkaError, Producer
 
+from stream_app.kafka.client import PARTITIONER
 from stream_app.gateway.correlator import Arrival, DecisionCorrelator
 from stream_app.settings import Settings
 
@@ -58,6 +59,7 @@ class KafkaEngine:
         self._outcomes = settings.topic("outcomes")
         self._producer = Producer({
             "bootstrap.servers": settings.bootstrap_servers, "acks": "all",
+            "enable.idempotence": True, "partitioner": PARTITIONER,
             "linger.ms": settings.decision_linger_ms, "message.timeout.ms": 30_000,
         })
         self.correlator = DecisionCorrelator(

@@ -9,8 +9,15 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 
+# The Java clients' partitioner (murmur2 of the key), which the worker and aiokafka use too:
+# librdkafka's default (CRC32) would put a customer on another partition.
+PARTITIONER = "murmur2_random"
+
+
 def producer(bootstrap: str, **extra: Any) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", **extra})
+    """A producer that keeps the order of a partition's records across retries (idempotent)."""
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all",
+                     "enable.idempotence": True, "partitioner": PARTITIONER, **extra})
 
 
 def send(p: Producer, topic: str, key: str | bytes | None, value: Any) -> None:

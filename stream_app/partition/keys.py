@@ -44,6 +44,7 @@ def murmur2(data: bytes) -> int:
     return h
 
 
-def partition_of(customer_id: str, partitions: int) -> int:
-    """The partition of a customer's records among ``partitions``."""
-    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+def partition_of(customer_id: str | bytes, partitions: int) -> int:
+    """The partition of a customer's records (or of any record key) among ``partitions``."""
+    key = customer_id.encode() if isinstance(customer_id, str) else customer_id
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

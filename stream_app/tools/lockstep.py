@@ -9,7 +9,6 @@ a *fence* (a message the worker must dead-letter) for those that announce nothin
 from __future__ import annotations
 
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import orjson
 
 from stream_app.core.delta import outcome_rows
 from stream_app.kafka.topics import INPUT_TOPICS
+from stream_app.partition.keys import partition_of
 from stream_app.tools.ranges import raw_key, raw_value
 from stream_app.tools.sandbox import GuardedProducer, Sandbox, WorkerProcess
 
@@ -73,13 +73,13 @@ def input_messages(records: Iterable[dict[str, Any]]) -> tuple[list[InputMessage
 
 
 def assign_partitions(messages: list[InputMessage], partitions: int) -> None:
-    """Keep the source partitions when they all fit, else hash the key (CRC-32) like a producer."""
+    """Keep the source partitions when they all fit, else hash the key like a producer (murmur2)."""
     keep = all(m.source_partition is not None and m.source_partition < partitions for m in messages)
     for m in messages:
         if keep:
             m.partition = m.source_partition  # type: ignore[assignment]
         else:
-            m.partition = zlib.crc32(m.key or b"") % partitions
+            m.partition = partition_of(m.key or b"", partitions)
 
 
 class Acks:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from stream_app.kafka.client import PARTITIONER
 from stream_app.observability import metrics
 
 __all__ = ["DeliveryError", "Output"]
@@ -67,7 +68,7 @@ class Output:
             "linger.ms": linger_ms,
             "acks": "all",
             "enable.idempotence": True,  # per partition in order, no duplicates from retries
-            "partitioner": "murmur2_random",
+            "partitioner": PARTITIONER,
             "queue.buffering.max.messages": 1_000_000,
             "queue.buffering.max.kbytes": 256 * 1024,
             "batch.num.messages": 10_000,

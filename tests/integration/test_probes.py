@@ -8,7 +8,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.kafka.broker import free_port
 from stream_app.kafka.topics import create_topics
+from stream_app.partition.keys import partition_of
 from stream_app.settings import Settings
 from tests.integration.conftest import Engine
 
@@ -107,9 +107,9 @@ def test_health_ready_and_metrics_of_a_running_worker(worker, two_offers, make_r
     assert details["ready"] and details["config_version"] == two_offers["version"]
     assert details["partitions"] == [0, 1]
 
-    # customers on both partitions (the test producer's partitioner: CRC32 of the key)
+    # customers on both partitions (the producers' partitioner: murmur2 of the key)
     customers = [f"c-probe-{i}" for i in range(40)]
-    by_partition = [[c for c in customers if zlib.crc32(c.encode()) % 2 == p] for p in (0, 1)]
+    by_partition = [[c for c in customers if partition_of(c, 2) == p] for p in (0, 1)]
     requests = [make_request(c) for c in by_partition[0][:3] + by_partition[1][:3]]
     engine.send_many("decision-requests", requests)
     decisions = engine.collect("decisions", lambda ms: len(ms) >= len(requests))

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 import uuid
-import zlib
 
 import orjson
 import pytest
 
 from stream_app.core.delta import outcome_rows
+from stream_app.partition.keys import partition_of
 from tests.integration.conftest import Engine
 
 pytestmark = pytest.mark.integration
@@ -34,8 +34,7 @@ def _held(engine: Engine) -> list[int]:
 
 
 def _partition_of(customer: str, partitions: int) -> int:
-    # the test producer's partitioner: librdkafka's default, consistent_random (CRC32 of the key)
-    return zlib.crc32(customer.encode()) % partitions
+    return partition_of(customer, partitions)  # the producers' partitioner
 
 
 def _wait_for(predicate, timeout_s: float, what: str) -> None:
