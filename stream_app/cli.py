@@ -124,6 +124,51 @@ def cmd_learner(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    """Ask the engine to erase a customer (``partition/erasure.py``): one record on
+    ``erasure-requests``; with ``--wait``, print the partition's audit record once it comes."""
+    import time
+    import uuid
+
+    from stream_app.kafka.client import TopicReader, producer, send
+    from stream_app.kafka.topics import list_topics
+    from stream_app.schemas import Contract, InvalidMessage
+
+    request = {"request_id": args.request_id or f"er-{uuid.uuid4().hex}",
+               "customer_id": args.customer_id, "ts": int(time.time() * 1000)}
+    for name in ("reason", "requested_by"):
+        if getattr(args, name):
+            request[name] = getattr(args, name)
+    try:
+        Contract.load().validate("erasure-requests", request)
+    except InvalidMessage as exc:
+        raise CliError(str(exc)) from None
+    topic, audit = settings.topic("erasure-requests"), settings.topic("erasure-audit")
+    missing = {topic, audit} - set(list_topics(settings))
+    if missing:  # produced to, a missing topic would be made with one partition: not co-partitioned
+        raise CliError(f"no topic {', '.join(sorted(missing))}: run 'stream-app topics create'")
+    reader = TopicReader(settings.bootstrap_servers, audit) if args.wait else None  # from now
+    try:
+        p = producer(settings.bootstrap_servers)
+        send(p, topic, args.customer_id, request)
+        if p.flush(30):
+            raise CliError("erasure request not delivered to Kafka within 30 s")
+        print(f"erasure {request['request_id']} of customer {args.customer_id!r} sent to {topic}")
+        if reader is None:
+            return 0
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            for record in reader.read_json(0.5):
+                if record.get("request_id") == request["request_id"]:
+                    print(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode())
+                    return 0
+        raise CliError(f"no audit record on {audit} within {args.timeout:g} s: is a worker "
+                       "running?")
+    finally:
+        if reader is not None:
+            reader.close()
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from stream_app.tools.demo import cmd_demo as run
 
@@ -163,6 +208,33 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     print(markdown(report))
     print(f"written: {', '.join(report['files'].values())}")
     return 0
+
+
+def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
+    """SIGKILL the worker at random under traffic, then check exactly-once from the topics."""
+    import uuid
+
+    from stream_app.tools.chaos import ChaosPlan, run_chaos
+
+    run = uuid.uuid4().hex[:8]
+    workdir = settings.cache_dir / "chaos" / run
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = settings.with_(topic_prefix=f"chaos-{run}-", app_id=f"chaos-{run}",
+                              data_dir=workdir / "state", partitions=args.partitions)
+    plan = ChaosPlan(seconds=args.seconds, kills=args.kills, wipe_at=args.wipe_at,
+                     customers=args.customers, rate=args.rate, seed=args.seed)
+    failed = 0
+    for i in range(args.runs):
+        report = run_chaos(settings.with_(topic_prefix=f"chaos-{run}-{i}-",
+                                          app_id=f"chaos-{run}-{i}",
+                                          data_dir=workdir / f"state-{i}"),
+                           plan, workdir)
+        print(f"run {i + 1}/{args.runs}: {'ok' if report.ok else 'FAILED'}: {report.summary()}")
+        for example in report.examples:
+            print(f"  {example}")
+        failed += not report.ok
+    print(f"worker log: {workdir / 'worker.log'}")
+    return 1 if failed else 0
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -304,6 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
     le = sub.add_parser("learner", help="run the fleet's learner in a process of its own "
                         "(set STREAM_APP_LEARNER=off on the workers)")
     le.set_defaults(func=cmd_learner)
+    er = sub.add_parser("erase", help="erase every trace of a customer the engine keeps (tables, "
+                        "timers, compacted outputs); the partition writes what it removed to "
+                        "erasure-audit")
+    er.add_argument("customer_id")
+    er.add_argument("--reason", help="why (e.g. a ticket number), kept in the audit record")
+    er.add_argument("--requested-by", help="who asked, kept in the audit record")
+    er.add_argument("--request-id", help="names the request (default: a fresh one)")
+    er.add_argument("--wait", action="store_true", help="wait for the audit record and print it")
+    er.add_argument("--timeout", type=float, default=60.0, help="--wait: at most this many "
+                    "seconds (default 60)")
+    er.set_defaults(func=cmd_erase)
     d = sub.add_parser("demo", help="bring everything up, run simulated customers against the "
                        "engine's best configuration, plot what it learned")
     d.add_argument("--customers", type=int, default=1500)
@@ -366,6 +449,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="docs/benchmarks", help="folder of the report files")
     b.add_argument("--name", default="bench", help="file stem of the report files")
     b.set_defaults(func=cmd_bench)
+    ch = sub.add_parser("chaos", help="traffic with outcomes while the worker is SIGKILLed at "
+                        "random (one restart from a wiped data dir), then check from the topics "
+                        "that nothing was lost or counted twice (needs the broker up)")
+    ch.add_argument("--runs", type=int, default=1)
+    ch.add_argument("--kills", type=int, default=10)
+    ch.add_argument("--wipe-at", type=int, default=5, help="the restart that wipes the data "
+                    "dir first (0: none)")
+    ch.add_argument("--seconds", type=float, default=90.0)
+    ch.add_argument("--customers", type=int, default=200)
+    ch.add_argument("--rate", type=float, default=40.0, help="requests per second")
+    ch.add_argument("--partitions", type=int, default=4)
+    ch.add_argument("--seed", type=int, default=1)
+    ch.set_defaults(func=cmd_chaos)
     s = sub.add_parser("simulate", help="run the seeded simulator against a running engine "
                        "(topics of the current settings) and score it against the oracle")
     s.add_argument("--customers", type=int, default=500)
@@ -472,8 +568,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from stream_app.logs import configure
 
+    from stream_app.kafka.security import ClientSecurity
+
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        ClientSecurity.from_env()  # TLS / SASL of the Kafka clients, which read it themselves
+    except ValueError as exc:  # a bad setting (a number, a combination): one readable line
+        print(f"stream-app: {exc}", file=sys.stderr)
+        return 2
     configure(settings.log_level)
     if args.command in ("worker", "learner"):
         sys.argv = [sys.argv[0]]  # Faust's worker reads argv; ours are already parsed
@@ -486,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - one readable line at the CLI, not a traceback
         name = type(exc).__name__
-        if name in ("BrokerError", "KafkaException"):
+        if name in ("BrokerError", "KafkaException", "KafkaAuthenticationError"):
             print(f"stream-app: {exc}", file=sys.stderr)
             return 2
         raise

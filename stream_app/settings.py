@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -91,6 +91,19 @@ class Settings:
     # (changelogs, delta metrics, scores, dead letters: batched into few produce requests)
     decision_linger_ms: float = 1.0
     output_linger_ms: float = 20.0
+    # exactly_once: a worker's outputs, table changelogs and input offsets of each commit
+    # interval are one Kafka transaction (``worker/transactions.py``); at_least_once: no
+    # transactions, an input may be processed again after a crash (its outputs sent again)
+    processing_guarantee: str = "exactly_once"
+    # how often a worker commits (exactly once: its transaction; at least once: its offsets,
+    # after waiting for its outputs): what a read_committed consumer waits for a decision
+    commit_interval_ms: float = 100.0
+    # an open transaction of a worker that died is aborted by the broker after this long (at
+    # once when a worker with the same transactional id starts)
+    transaction_timeout_ms: int = 10_000
+    # names the worker's transactional id (<app id>-<worker id>); default: a hash of the host
+    # name and the data directory, stable across restarts of the same worker
+    worker_id: str = ""
     # the longest a fetch of the worker's consumer waits at the broker for records (Faust's own
     # 1,500 ms queued a steady input behind empty fetches: ``worker/faust_patches.py``)
     fetch_max_wait_ms: int = 20
@@ -107,6 +120,10 @@ class Settings:
     probe_host: str = "127.0.0.1"
     probe_port: int = 8470
     gateway: GatewaySettings = GatewaySettings()
+    # pseudonymised customer ids on the outputs for analytics (``stream_app/pseudonym.py``): the
+    # HMAC key, from STREAM_APP_PSEUDONYMISE_KEY or the file STREAM_APP_PSEUDONYMISE_KEY_FILE
+    # names; None: the customer ids themselves. Never in a repr.
+    pseudonymise_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,6 +157,13 @@ class Settings:
                                              s.decision_linger_ms)),
             output_linger_ms=float(env.get("STREAM_APP_OUTPUT_LINGER_MS", s.output_linger_ms)),
             fetch_max_wait_ms=int(env.get("STREAM_APP_FETCH_MAX_WAIT_MS", s.fetch_max_wait_ms)),
+            processing_guarantee=env.get("STREAM_APP_PROCESSING_GUARANTEE",
+                                         s.processing_guarantee),
+            commit_interval_ms=float(env.get("STREAM_APP_COMMIT_INTERVAL_MS",
+                                             s.commit_interval_ms)),
+            transaction_timeout_ms=int(env.get("STREAM_APP_TRANSACTION_TIMEOUT_MS",
+                                               s.transaction_timeout_ms)),
+            worker_id=env.get("STREAM_APP_WORKER_ID", s.worker_id),
             rocksdb_memory_mb=int(env.get("STREAM_APP_ROCKSDB_MEMORY_MB", s.rocksdb_memory_mb)),
             bulk_restore_min_records=int(env.get("STREAM_APP_BULK_RESTORE_MIN_RECORDS",
                                                  s.bulk_restore_min_records)),
@@ -151,14 +175,43 @@ class Settings:
             probe_host=env.get("STREAM_APP_PROBE_HOST", s.probe_host),
             probe_port=int(env.get("STREAM_APP_PROBE_PORT", s.probe_port)),
             gateway=GatewaySettings.from_env(env),
+            pseudonymise_key=_pseudonymise_key(env),
         )
 
     def __post_init__(self) -> None:
+        if self.pseudonymise_key is not None and not self.pseudonymise_key:
+            raise ValueError("the pseudonymisation key (STREAM_APP_PSEUDONYMISE_KEY or its file) "
+                             "is empty")
         if self.learner not in ("embedded", "off"):
             raise ValueError(f"STREAM_APP_LEARNER must be embedded or off, not {self.learner!r}")
+        if self.processing_guarantee not in ("exactly_once", "at_least_once"):
+            raise ValueError("STREAM_APP_PROCESSING_GUARANTEE must be exactly_once or "
+                             f"at_least_once, not {self.processing_guarantee!r}")
+        if self.processing_guarantee == "exactly_once" and self.rocksdb_memory_mb <= 0:
+            raise ValueError("exactly_once needs the worker's own RocksDB store "
+                             "(STREAM_APP_ROCKSDB_MEMORY_MB > 0): it reads the transactional "
+                             "changelogs back")
+        if self.commit_interval_ms <= 0:
+            raise ValueError(f"STREAM_APP_COMMIT_INTERVAL_MS must be > 0, not "
+                             f"{self.commit_interval_ms}")
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
+
+
+def _pseudonymise_key(env: Mapping[str, str]) -> bytes | None:
+    """The pseudonymisation key: STREAM_APP_PSEUDONYMISE_KEY, or the contents of the file
+    STREAM_APP_PSEUDONYMISE_KEY_FILE names (without its trailing newline); None without either."""
+    key, path = env.get("STREAM_APP_PSEUDONYMISE_KEY"), env.get("STREAM_APP_PSEUDONYMISE_KEY_FILE")
+    if key is not None and path:
+        raise ValueError("set STREAM_APP_PSEUDONYMISE_KEY or STREAM_APP_PSEUDONYMISE_KEY_FILE, "
+                         "not both")
+    if path:
+        try:
+            return Path(path).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise ValueError(f"STREAM_APP_PSEUDONYMISE_KEY_FILE {path}: {exc.strerror}") from None
+    return None if key is None else key.encode()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from stream_app.bench.load import CUSTOMER_KEY, customer_key
 from stream_app.kafka.client import PARTITIONER
+from stream_app.kafka.security import client_config
 
 __all__ = ["BULK_TABLES", "clone_rows", "read_templates", "seed_changelogs"]
 
@@ -94,11 +95,12 @@ def seed_changelogs(bootstrap: str, changelog_topic: Callable[[str], str],
         if err is not None and len(errors) < 5:
             errors.append(str(err))
 
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
-                         "partitioner": PARTITIONER,  # = the load generator's
-                         "batch.num.messages": 10_000,  # uncompressed, as Faust writes them
-                         "queue.buffering.max.messages": 1_000_000,
-                         "queue.buffering.max.kbytes": 1_048_576})
+    producer = Producer(client_config({
+        "bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
+        "partitioner": PARTITIONER,  # = the load generator's
+        "batch.num.messages": 10_000,  # uncompressed, as Faust writes them
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576}))
     topics = {t: changelog_topic(t) for t in templates}
     started = time.monotonic()
     records = 0

@@ -27,6 +27,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from stream_app.kafka.client import PARTITIONER
+from stream_app.kafka.security import client_config
 
 
 def customer_key(idx: int) -> bytes:
@@ -87,13 +88,14 @@ class DecisionCollector(threading.Thread):
     def __init__(self, bootstrap: str, decisions_topic: str, outcomes_topic: str,
                  outcome_fraction: float, linger_ms: float, dead_letter_topic: str) -> None:
         super().__init__(name="bench-decisions", daemon=True)
-        self.consumer = Consumer({
+        self.consumer = Consumer(client_config({
             "bootstrap.servers": bootstrap, "group.id": f"bench-reader-{time.time_ns()}",
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 20, "enable.partition.eof": False,
-        })
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms,
-                                  "acks": "1", "partitioner": PARTITIONER, "queue.buffering.max.messages": 1_000_000})
+        }))
+        self.producer = Producer(client_config({
+            "bootstrap.servers": bootstrap, "linger.ms": linger_ms, "acks": "1",
+            "partitioner": PARTITIONER, "queue.buffering.max.messages": 1_000_000}))
         self.outcomes_topic = outcomes_topic
         self.fraction = outcome_fraction
         self.phases: dict[str, PhaseLog] = {}
@@ -222,12 +224,12 @@ class LoadGenerator:
     def __init__(self, bootstrap: str, requests_topic: str, interactions_topic: str,
                  collector: DecisionCollector, *, payload_bytes: int,
                  interactions_per_request: float, linger_ms: float) -> None:
-        self.producer = Producer({
+        self.producer = Producer(client_config({
             "bootstrap.servers": bootstrap, "linger.ms": linger_ms, "acks": "1",
             "partitioner": PARTITIONER,
             "batch.num.messages": 10_000, "queue.buffering.max.messages": 2_000_000,
             "queue.buffering.max.kbytes": 1_048_576,
-        })
+        }))
         self.requests_topic = requests_topic
         self.interactions_topic = interactions_topic
         self.collector = collector

@@ -122,9 +122,11 @@ class LagSampler(threading.Thread):
         from confluent_kafka import Consumer, TopicPartition
         from confluent_kafka.admin import AdminClient
 
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
-        self.watermarks = Consumer({"bootstrap.servers": bootstrap,
-                                    "group.id": f"bench-lag-{time.time_ns()}"})
+        from stream_app.kafka.security import client_config
+
+        self.admin = AdminClient(client_config({"bootstrap.servers": bootstrap}))
+        self.watermarks = Consumer(client_config({"bootstrap.servers": bootstrap,
+                                                  "group.id": f"bench-lag-{time.time_ns()}"}))
         self.group = group
         self.tps = [TopicPartition(topic, p) for p in range(partitions)]
         self.worker_pid, self.outstanding, self.phase = worker_pid, outstanding, phase
@@ -263,8 +265,11 @@ def topic_traffic(bootstrap: str, prefixes: tuple[str, ...], log_dir: Path | Non
     the broker's disk (record batches, index files). What each request costs the broker."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-traffic-{time.time_ns()}",
-                         "enable.auto.commit": False})
+    from stream_app.kafka.security import client_config
+
+    consumer = Consumer(client_config({"bootstrap.servers": bootstrap,
+                                       "group.id": f"bench-traffic-{time.time_ns()}",
+                                       "enable.auto.commit": False}))
     try:
         topics = consumer.list_topics(timeout=timeout_s).topics
         out: dict[str, dict[str, int]] = {}

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from stream_app.kafka.security import client_config, faust_credentials
 from stream_app.kafka.topics import TopicSpec, ensure_topics
 from stream_app.settings import Settings
 from stream_app.worker.output import Output
@@ -134,9 +135,9 @@ def run_librdkafka(settings: Settings, fanout: Fanout) -> None:
         signal.signal(sig, lambda *_: stopping.__setitem__(0, True))
     output = _output(settings)
     relay = Relay(settings, fanout, output)
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
-                         "group.id": settings.app_id, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    consumer = Consumer(client_config({"bootstrap.servers": settings.bootstrap_servers,
+                                       "group.id": settings.app_id, "auto.offset.reset": "earliest",
+                                       "enable.auto.commit": False, "fetch.wait.max.ms": 100}))
     consumer.subscribe([settings.topic(t) for t in ("decision-requests", "interactions",
                                                     "outcomes")])
     committed_at = time.monotonic()
@@ -175,6 +176,7 @@ def run_faust(settings: Settings, fanout: Fanout) -> None:
         pass
     faust_patches.install_fetch_wait(settings.fetch_max_wait_ms)  # as the worker's
     app = faust.App(settings.app_id, broker=f"kafka://{settings.bootstrap_servers}",
+                    broker_credentials=faust_credentials(),
                     topic_partitions=settings.partitions, web_enabled=False,
                     key_serializer="raw", value_serializer="raw", datadir=str(settings.data_dir),
                     consumer_auto_offset_reset="earliest", broker_commit_every=500,

@@ -199,12 +199,58 @@ def markdown(report: dict[str, Any]) -> str:
         for name, t in tables.items():
             lines.append(f"| {name} | {t['keys']:,} | {t['customer_keys']:,} | "
                          f"{t['logical_bytes']:,} | {t['customer_bytes']:,} | {t['disk_bytes']:,} |")
+    lines += _over_time_lines(report["lag"]["samples"])
     lines += _traffic_lines(report.get("traffic"))
     if "profile" in report:
         lines += _profile_lines(report["profile"]) + _broker_thread_lines(report["broker_threads"])
     if report.get("notes"):
         lines += [""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def over_time(samples: Sequence[dict[str, Any]], phase: str = "m",
+              every_s: float = 60.0) -> list[dict[str, Any]]:
+    """The main phase minute by minute (a soak: does RSS or lag keep growing?): per window of
+    ``every_s`` seconds from the phase's first sample, the worker's RSS at its end and at most,
+    the committed lag on ``decision-requests`` at its end and at most.
+
+    >>> rows = over_time([{"phase": "m", "t": t, "worker_rss_mb": 100 + t,
+    ...                    "committed_lag": 5} for t in range(0, 130, 10)], every_s=60)
+    >>> [(r["minute"], r["rss_end_mb"], r["rss_max_mb"]) for r in rows]
+    [(1, 150, 150), (2, 210, 210), (3, 220, 220)]
+    """
+    rows: list[dict[str, Any]] = []
+    ours = [x for x in samples if x.get("phase") == phase]
+    if not ours:
+        return rows
+    start = ours[0]["t"]
+    window: list[dict[str, Any]] = []
+    for x in ours + [None]:  # type: ignore[list-item]
+        if x is None or (window and x["t"] - start >= every_s * (len(rows) + 1)):
+            rss = [w["worker_rss_mb"] for w in window if w.get("worker_rss_mb") is not None]
+            lag = [w["committed_lag"] for w in window if w.get("committed_lag") is not None]
+            rows.append({"minute": len(rows) + 1,
+                         "rss_end_mb": rss[-1] if rss else None,
+                         "rss_max_mb": max(rss) if rss else None,
+                         "lag_end": lag[-1] if lag else None,
+                         "lag_max": max(lag) if lag else None})
+            window = []
+        if x is not None:
+            window.append(x)
+    return rows
+
+
+def _over_time_lines(samples: Sequence[dict[str, Any]]) -> list[str]:
+    rows = over_time(samples)
+    if len(rows) < 3:  # a short run: the phase table says it all
+        return []
+    lines = ["", "The main phase minute by minute (committed lag on decision-requests, in "
+             "records):", "", "| minute | RSS at its end MB | RSS max MB | lag at its end | "
+             "lag max |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['minute']} | {_f(r['rss_end_mb'])} | {_f(r['rss_max_mb'])} | "
+                     f"{_f(r['lag_end'])} | {_f(r['lag_max'])} |")
+    return lines
 
 
 def _traffic_lines(tr: dict[str, Any] | None) -> list[str]:

@@ -25,8 +25,12 @@ A decision, in order:
    (an offer's budget is kept fleet-wide: ``fleet/budgets.py``; an offer shown is counted
    against it, ``fleet.budget.reserve``, until it is answered or expires);
 5. **choice**: the policy over the eligible offers' hierarchical Beta posteriors (customer <-
-   segment <- population), with the profile's feature vector for the contextual policies;
-   ``propensity`` is the probability it had of choosing that offer;
+   segment <- population; with ``prior.propensity_strength`` the customer level also starts
+   from the fleet's per-offer propensity models), with the profile's feature vector for the
+   contextual policies; for a while after a drift alarm of the use case (the fleet learner's,
+   ``models/reward_drift.py``) its pooled evidence forgets faster (``prior.drift_half_life_s``),
+   so its arms are explored again; ``propensity`` is the probability it had of choosing that
+   offer;
 6. **shadow**: each challenger of the use case is asked how likely *it* was to choose the same
    offer (Monte Carlo over ``SHADOW_DRAWS`` draws); outcomes feed their off-policy estimates.
 
@@ -56,6 +60,7 @@ from stream_app.core.priors import HierarchicalPrior
 from stream_app.core.router import Router
 from stream_app.experiments import Assignment, Experiment, assign, parse_experiments
 from stream_app.models import customer_scores, mark_emitted, should_emit
+from stream_app.models.reward_drift import pooled_half_life
 from stream_app.policies.base import PolicyInput
 from stream_app.policies.loss_aversion import scarcity_affinity
 from stream_app.policies.registry import CONTEXTUAL_POLICY_NAMES, make_policy
@@ -333,8 +338,16 @@ class Decider:
         hl = uc.half_life_s
         all_own = evidence.customer.evidence(cfg.offer_keys, now, hl)  # whole catalogue, read once
         own = (all_own[0][idx], all_own[1][idx])
-        alpha, beta = self._priors[uc.id].posterior(
-            own, evidence.segment.evidence(keys, now, hl), evidence.population.evidence(keys, now, hl))
+        prior = self._priors[uc.id]
+        hl_pooled = self._pooled_half_life(uc.id, hl, now, fleet)  # shorter after a drift alarm
+        modelled = None
+        if prior.propensity_strength > 0:  # the fleet's per-offer propensity models, cold start
+            modelled = fleet.suite.offer_propensities(
+                customer.profile, {"channel": request["channel"]},
+                [(cfg.offer_ids[i], bool(cfg.offer_urgent[i])) for i in idx.tolist()], now)
+        alpha, beta = prior.posterior(
+            own, evidence.segment.evidence(keys, now, hl_pooled),
+            evidence.population.evidence(keys, now, hl_pooled), modelled)
         challengers = () if treatment else self.challengers[uc.id]
         contextual = policy_name in CONTEXTUAL_POLICY_NAMES or any(
             c.policy in CONTEXTUAL_POLICY_NAMES for c in challengers)
@@ -343,7 +356,7 @@ class Decider:
             layout = self._context[uc.id]
             features = layout.vector(customer.profile, request.get("context"), request["channel"],
                                      now)
-            linear = fleet.linear_for(uc.id, layout.dim, half_life_s=hl)
+            linear = fleet.linear_for(uc.id, layout.dim, half_life_s=hl_pooled)
         inp = PolicyInput(
             alpha=alpha, beta=beta, values=cfg.offer_values[idx], urgent=cfg.offer_urgent[idx],
             features=features, pulls=float(own[0].sum() + own[1].sum()),
@@ -385,6 +398,16 @@ class Decider:
             history=history.record(now, int(cfg.offer_keys[chosen]), request["channel"]))
         fleet.budget.reserve(cfg.offer_ids[chosen], now)  # open: counted against its budget
         return Decided(decision, pending, contacted)
+
+    def _pooled_half_life(self, use_case: str, half_life_s: float | None, now_ms: int,
+                          fleet: FleetView) -> float | None:
+        """The half-life of the use case's pooled evidence now: its own, shorter for a while
+        after a drift alarm of the fleet's learner (``models/reward_drift.py``)."""
+        prior = self._priors.get(use_case)
+        if prior is None or prior.drift_half_life_s is None:
+            return half_life_s
+        return pooled_half_life(half_life_s, prior.drift_half_life_s, prior.drift_window_s,
+                                fleet.suite.reward_drift.alarm_ms(use_case), now_ms)
 
     def _probability(self, challenger: Challenger, inp: PolicyInput, index: int, seed: int) -> float:
         """How likely the challenger was to choose candidate ``index`` (Monte Carlo)."""
@@ -433,6 +456,17 @@ class Decider:
                          "v": e.value})
         return customer.replace(enrolments=customer.enrolments.settled(experiment))
 
+    def silence(self, customer: CustomerState, now_ms: int, fleet: FleetView) -> CustomerState:
+        """A customer's silence timer fired at ``now_ms``: when they have not interacted since
+        it was set, teach the fleet their churn labels (a silence lesson, once) and mark them
+        labelled; otherwise nothing."""
+        suite, before = fleet.suite, customer.profile
+        due = suite.silence_due_ms(before)
+        if due is None or due > now_ms:  # active since, or labelled already
+            return customer
+        fleet.teach({"k": "s", "p": encode_profile(before), "ts": due})
+        return customer.replace(profile=suite.profile_after_silence(before, due))
+
     def _converted(self, customer: CustomerState, experiments: Any, now_ms: int,
                    value: float) -> CustomerState:
         enrolments = customer.enrolments
@@ -472,7 +506,8 @@ class Decider:
             fleet.teach({
                 "k": "o", "p": encode_profile(before), "offer": p.offer_id, "key": p.offer_key,
                 "urgent": urgent, "r": reward, "ts": now_ms, "ch": p.channel,
-                "at": p.decided_at_ms, "v": value, "seg": p.segment, "uc": p.use_case, "hl": hl,
+                "at": p.decided_at_ms, "v": value, "seg": p.segment, "uc": p.use_case,
+                "hl": self._pooled_half_life(p.use_case, hl, now_ms, fleet),
                 "x": None if p.features is None else [float(v) for v in p.features],
                 "pol": p.policy, "prop": p.propensity, "sh": p.shadow or None})
             customer = customer.replace(profile=apply_outcome(

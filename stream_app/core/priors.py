@@ -16,6 +16,16 @@ mean a customer starts from. A new customer (no evidence) therefore has posterio
 their segment's shrunk response rate per offer, and their own evidence takes over once it
 outweighs ``m_s`` observations.
 
+With ``propensity_strength`` ``k > 0`` the customer level also starts from the fleet's per-offer
+propensity model (``ModelSuite.offer_propensities``: P(respond | this customer's profile, the
+offer)): ``k * t`` more pseudo-observations of the model's prediction ``p``, ``t`` the model's
+maturity in [0, 1]::
+
+    alpha = m_s * mu_s + k t p + S_c        beta = m_s * (1 - mu_s) + k t (1 - p) + F_c
+
+``drift_half_life_s`` / ``drift_window_s`` say how the use case's pooled evidence forgets after
+a drift alarm (``models/reward_drift.py``).
+
 >>> prior = HierarchicalPrior(a0=1.0, b0=1.0, segment_strength=10.0, prior_strength=10.0)
 >>> population = (np.array([9.0, 1.0]), np.array([9.0, 17.0]))   # mu_g = [0.5, 0.1]
 >>> segment = (np.array([0.0, 9.0]), np.array([10.0, 1.0]))      # mu_s = [5/20, 10/20]
@@ -45,12 +55,26 @@ class HierarchicalPrior:
     b0: float = 1.0
     segment_strength: float = 20.0  # m_g
     prior_strength: float = 10.0  # m_s
+    propensity_strength: float = 0.0  # k: pseudo-observations of the propensity model (0: off)
+    # after a drift alarm of the use case, its pooled evidence forgets faster for a while
+    # (``models.reward_drift.pooled_half_life``); None: no response to an alarm
+    drift_half_life_s: float | None = None
+    drift_window_s: float = 43_200.0
 
     def __post_init__(self) -> None:
         for name in ("a0", "b0", "segment_strength", "prior_strength"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
                 raise ValueError(f"prior setting {name} must be a number > 0, got {value!r}")
+        for name in ("drift_half_life_s", "drift_window_s"):
+            value = getattr(self, name)
+            if value is None and name == "drift_half_life_s":
+                continue
+            if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
+                raise ValueError(f"prior setting {name} must be a number > 0, got {value!r}")
+        k = self.propensity_strength
+        if isinstance(k, bool) or not isinstance(k, Real) or not k >= 0:
+            raise ValueError(f"prior setting propensity_strength must be a number >= 0, got {k!r}")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> HierarchicalPrior:
@@ -73,8 +97,11 @@ class HierarchicalPrior:
         customer: Evidence,
         segment: Evidence | None = None,
         population: Evidence | None = None,
+        propensity: Evidence | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Beta ``(alpha, beta)`` per offer for one customer; a missing level has no evidence."""
+        """Beta ``(alpha, beta)`` per offer for one customer; a missing level has no evidence.
+        ``propensity``: the model's ``(p, maturity)`` per offer, read when
+        ``propensity_strength > 0``."""
         k = len(customer[0])
         none = (np.zeros(k), np.zeros(k))
         segment = none if segment is None else segment
@@ -83,7 +110,12 @@ class HierarchicalPrior:
             _check_aligned(evidence, k)
         mu_s = self.segment_mean(segment, population)
         m = self.prior_strength
-        return m * mu_s + customer[0], m * (1.0 - mu_s) + customer[1]
+        alpha, beta = m * mu_s + customer[0], m * (1.0 - mu_s) + customer[1]
+        if propensity is not None and self.propensity_strength > 0:
+            _check_aligned(propensity, k)
+            p, n = propensity[0], self.propensity_strength * propensity[1]
+            alpha, beta = alpha + n * p, beta + n * (1.0 - p)
+        return alpha, beta
 
 
 def _check_aligned(evidence: Evidence, k: int) -> None:

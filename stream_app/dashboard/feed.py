@@ -17,6 +17,7 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from stream_app.dashboard.board import TOPICS, Board
+from stream_app.kafka.security import client_config
 from stream_app.settings import Settings
 
 __all__ = ["TopicFeed"]
@@ -35,11 +36,11 @@ class TopicFeed:
         self.from_start = from_start
         self.poll_s, self.max_messages = poll_s, max_messages
         self._names = {settings.topic(name): name for name in TOPICS}  # full name -> contract
-        self._consumer = Consumer({
+        self._consumer = Consumer(client_config({
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": f"stream-app-dashboard-{time.time_ns()}",  # never joined: assign only
             "enable.auto.commit": False, "enable.auto.offset.store": False,
-        })
+        }))
         self._assigned: set[str] = set()
         self._stopping = asyncio.Event()
 

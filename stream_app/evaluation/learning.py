@@ -49,6 +49,15 @@ ENGINE_CONFIGS: dict[str, dict[str, Any]] = {
     "engine_segment_arms": {"policy": "thompson", "half_life_s": HALF_LIFE_S,
                             "prior": {"segment_strength": 20.0, "prior_strength": 1000.0}},
     "engine_rules_on": {**ENGINE_BEST, "rules": {}},  # the default rules, 24 h rule on
+    # engine_best, its pooled evidence forgetting faster for 12 h after a drift alarm
+    "engine_best_drift": {**ENGINE_BEST, "prior": {"drift_half_life_s": 10_800.0,
+                                                   "drift_window_s": 43_200.0}},
+    # the fleet's per-offer propensity models as the customers' cold-start prior
+    "engine_default_propensity": {"prior": {"propensity_strength": 10.0}},
+    "engine_segment_arms_propensity": {
+        "policy": "thompson", "half_life_s": HALF_LIFE_S,
+        "prior": {"segment_strength": 20.0, "prior_strength": 1000.0,
+                  "propensity_strength": 1000.0}},
 }
 BASELINES = ("oracle", "static_best", "random", "river_thompson")
 DEFAULT_AGENTS = (*BASELINES, "engine_default", "engine_segment_arms", "engine_best",
@@ -60,12 +69,15 @@ def horizons_for(days: float, drift_days: Sequence[float] = ()) -> tuple[tuple[s
     drift (or the end), the last day before each drift and before the end, and the whole run.
 
     >>> [h[0] for h in horizons_for(14.0, (7.0,))]
-    ['days 0-7', 'day 6-7', 'days 7-14', 'day 13-14', 'days 0-14']
+    ['days 0-7', 'day 6-7', 'days 7-14', 'day 7-8', 'day 8-9', 'day 13-14', 'days 0-14']
     """
     cuts = [0.0, *sorted(d for d in drift_days if 0.0 < d < days), float(days)]
     out: list[tuple[str, float, float]] = []
     for a, b in pairwise(cuts):
         out.append((f"days {a:g}-{b:g}", a, b))
+        if a > 0.0 and b - a > 2.0:  # the first two days after a drift: re-learning
+            out += [(f"day {a:g}-{a + 1:g}", a, a + 1.0), (f"day {a + 1:g}-{a + 2:g}", a + 1.0,
+                                                            a + 2.0)]
         if b - a > 1.0:
             out.append((f"day {b - 1:g}-{b:g}", b - 1.0, b))
     if len(cuts) > 2:

@@ -345,6 +345,12 @@ class PartitionBudget:
         if pending.settled_by is None:
             self.reserve(pending.offer_id, pending.decided_at_ms)
 
+    def withdraw(self, pending: PendingDecision) -> None:
+        """An open decision dropped without an answer (its customer erased): no longer open,
+        and nothing used up."""
+        if pending.settled_by is None:
+            self._count(pending.offer_id, day_of(pending.decided_at_ms), -1)
+
     def settled(self, lesson: Mapping[str, Any]) -> None:
         """An outcome lesson of this partition: its offer is no longer open, and an accepted one
         is used up."""

@@ -8,14 +8,15 @@ applied is skipped, so redeliveries are harmless. What it learns:
 
 - the pooled Beta evidence and the contextual arms (``fleet/evidence.py``): additive, exact;
 - the River models and the online segmenter (``ModelSuite.learn_interaction`` /
-  ``learn_outcome``), from the profiles the lessons carry: the same examples a single process
-  would learn from, in the order the records arrive;
+  ``learn_outcome`` / ``learn_silence``), from the profiles the lessons carry: the same examples
+  a single process would learn from, in the order the records arrive;
 - experiment statistics per customer (an enrolment is an exposure, its settlement an outcome:
   ``experiments/enrolment.py``), shadow estimators and promotion watches (``PopulationState``);
 - the budgets: every partition's accepted and open offers, and the share of each budget it may
   use, divided again at every snapshot (``fleet/budgets.py``).
 
-Its outputs: the drift records of the models, and at every ``report_every_ms`` of event time
+Its outputs: the drift records of the models and of each use case's response rate (an alarm
+that raises the use case's exploration: ``models/reward_drift.py``), and at every ``report_every_ms`` of event time
 one record per experiment, per challenger (shadow estimate and promotion state) and per
 segment for the whole fleet, on ``delta-metrics``; a challenger whose automatic promotion
 became due is promoted once, by the learner alone (a config on ``engine-config``). The fleet's
@@ -139,10 +140,10 @@ class FleetLearner:
         pop, kind = self.population, lesson["k"]
         if kind == "o":
             learn_evidence(pop, lesson)
-            out: list[dict[str, Any]] = []
+            out = pop.suite.learn_reward(lesson["uc"], float(lesson["r"]), int(lesson["ts"]))
             if lesson.get("p") is not None:
                 channel = lesson.get("ch")
-                out = pop.suite.learn_outcome(
+                out += pop.suite.learn_outcome(
                     decode_profile(lesson["p"]), lesson["offer"], bool(lesson["urgent"]),
                     float(lesson["r"]), int(lesson["ts"]),
                     context={"channel": channel} if channel else None,
@@ -156,6 +157,8 @@ class FleetLearner:
         if kind == "i":
             return pop.suite.learn_interaction(decode_profile(lesson["p"]), lesson["e"],
                                                lesson.get("s"))
+        if kind == "s":  # a customer silent for good: their checkpoints are churn labels
+            return pop.suite.learn_silence(decode_profile(lesson["p"]), int(lesson["ts"]))
         if kind in ("x", "w", "g"):
             exp = decider.experiments.get(lesson["exp"]) if decider is not None else None
             if exp is None or lesson["arm"] not in exp.arm_names:

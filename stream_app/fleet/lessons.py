@@ -17,6 +17,9 @@ Lesson kinds (``k``):
 
 - ``i`` an interaction: ``p`` the profile before it, ``e`` the interaction, ``s`` the segment
   the worker assigned after it;
+- ``s`` a silence: the customer did not interact again until ``ts``, when the churn checkpoints
+  after their last interaction became final (``ModelSuite.silence_due_ms``; the partition's
+  silence timer): ``p`` the profile, ``ts``; sent once per silence;
 - ``o`` a settled decision (an outcome, or an offer ignored until its window closed): ``p`` the
   profile before the outcome, ``offer``/``key``/``urgent``, ``r`` the reward, ``ts``, ``ch`` the
   channel, ``at`` the decision time, ``v`` the value, ``seg`` the decision's segment, ``uc`` its

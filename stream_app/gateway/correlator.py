@@ -23,6 +23,8 @@ import orjson
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from stream_app.kafka.security import client_config
+
 __all__ = ["Arrival", "DecisionCorrelator"]
 
 log = structlog.get_logger("stream_app.gateway")
@@ -40,10 +42,10 @@ class DecisionCorrelator:
 
     def __init__(self, bootstrap: str, topic: str, group_id: str) -> None:
         self.topic = topic
-        self._consumer = Consumer({
+        self._consumer = Consumer(client_config({
             "bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
             "auto.offset.reset": "latest", "fetch.wait.max.ms": 20,
-        })
+        }))
         self._waiting: dict[str, asyncio.Future[Arrival]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()

@@ -23,6 +23,7 @@ import orjson
 from confluent_kafka import KafkaError, Producer
 
 from stream_app.kafka.client import PARTITIONER
+from stream_app.kafka.security import client_config
 from stream_app.gateway.correlator import Arrival, DecisionCorrelator
 from stream_app.settings import Settings
 
@@ -57,11 +58,11 @@ class KafkaEngine:
         self.settings = settings
         self._requests = settings.topic("decision-requests")
         self._outcomes = settings.topic("outcomes")
-        self._producer = Producer({
+        self._producer = Producer(client_config({
             "bootstrap.servers": settings.bootstrap_servers, "acks": "all",
             "enable.idempotence": True, "partitioner": PARTITIONER,
             "linger.ms": settings.decision_linger_ms, "message.timeout.ms": 30_000,
-        })
+        }))
         self.correlator = DecisionCorrelator(
             settings.bootstrap_servers, settings.topic("decisions"),
             group_id=f"{settings.app_id}-gateway-{uuid.uuid4().hex[:8]}")

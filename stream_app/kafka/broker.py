@@ -3,18 +3,24 @@
 The broker's jars come from Maven Central (``org.apache.kafka:kafka_2.13``) through Maven, into a
 cache folder the project ignores; the machine's Java runs them. Storage is formatted with a fresh
 cluster id on first start. Every process started here is stopped by its pid.
+
+The broker always serves PLAINTEXT on ``port``; with ``sasl_ssl`` it also serves SASL over TLS
+(SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN) on a port of its own, with the certificate and users
+its caller gives (the security tests: ``tests/integration/test_security.py``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream_app.settings import PROJECT_ROOT
@@ -92,6 +98,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# what a user name or password of the local broker may hold: the storage tool's SCRAM syntax
+# (``[name=...,password=...]``) and the JAAS line of PLAIN users have no escapes for the rest
+_CREDENTIAL = re.compile(r"[A-Za-z0-9._~@+-]+")
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+_PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+
+
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A SASL_SSL listener: TLS with the server's ``keystore``, then SASL.
+
+    ``keystore`` is a PEM file holding the server's private key (PKCS#8, unencrypted) and its
+    certificate chain; ``scram_users`` log in with SCRAM-SHA-256 or SCRAM-SHA-512 (stored when
+    the broker's storage is formatted, so on its first start only); ``plain_users`` with PLAIN.
+    """
+
+    port: int
+    keystore: Path
+    scram_users: Mapping[str, str] = field(default_factory=dict)
+    plain_users: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, password in {**self.scram_users, **self.plain_users}.items():
+            if not (_CREDENTIAL.fullmatch(name) and _CREDENTIAL.fullmatch(password)):
+                raise BrokerError(f"user {name!r} of the local broker: names and passwords may "
+                                  "hold letters, digits and . _ ~ @ + - only")
+
+    def properties(self) -> list[str]:
+        """The listener's lines of ``server.properties`` (its name is ``SASL_SSL``)."""
+        plain = " ".join(f'user_{n}="{p}"' for n, p in self.plain_users.items())
+        prefix = "listener.name.sasl_ssl."
+        return [
+            f"{prefix}sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+            f"{prefix}ssl.keystore.type=PEM",
+            f"{prefix}ssl.keystore.location={self.keystore}",
+            f"{prefix}ssl.client.auth=none",
+            *(f"{prefix}{m}.sasl.jaas.config={_SCRAM_LOGIN}"
+              for m in ("scram-sha-256", "scram-sha-512")),
+            f"{prefix}plain.sasl.jaas.config={_PLAIN_LOGIN} {plain};",
+        ]
+
+    def scram_arguments(self) -> list[str]:
+        """The storage tool's ``--add-scram`` arguments that store the SCRAM users."""
+        return [arg for name, password in self.scram_users.items()
+                for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+                for arg in ("--add-scram", f"{mechanism}=[name={name},password={password}]")]
+
+
 @dataclass(frozen=True)
 class LocalBroker:
     """A broker whose data, config, log and pid live under ``home``."""
@@ -103,6 +157,12 @@ class LocalBroker:
     controller_port: int = 9093
     heap: str = "768m"
     jvm_options: tuple[str, ...] = ()  # the operator's, after heap and GC (broker only)
+    sasl_ssl: SaslSslListener | None = None  # an extra listener with TLS and SASL
+
+    @property
+    def secure_bootstrap(self) -> str | None:
+        """The SASL_SSL listener's address (None without one)."""
+        return None if self.sasl_ssl is None else f"127.0.0.1:{self.sasl_ssl.port}"
 
     @property
     def bootstrap(self) -> str:
@@ -143,6 +203,9 @@ class LocalBroker:
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
         props = self.home / "server.properties"
+        secure = self.sasl_ssl
+        extra = f",SASL_SSL://127.0.0.1:{secure.port}" if secure else ""
+        props.touch(mode=0o600)  # PLAIN users' passwords are in it
         props.write_text(
             "\n".join(
                 [
@@ -150,10 +213,12 @@ class LocalBroker:
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
                     f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}{extra}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}{extra}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+                    + (",SASL_SSL:SASL_SSL" if secure else ""),
+                    *(secure.properties() if secure else ()),
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={data}",
                     "num.partitions=4",
@@ -206,7 +271,8 @@ class LocalBroker:
             cluster_id = _cluster_id()
             fmt = subprocess.run(
                 self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                           "-c", str(props), "--ignore-formatted"),
+                           "-c", str(props), "--ignore-formatted",
+                           *(self.sasl_ssl.scram_arguments() if self.sasl_ssl else ())),
                 capture_output=True, text=True,
             )
             if fmt.returncode != 0:

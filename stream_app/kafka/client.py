@@ -8,6 +8,7 @@ from typing import Any, Iterator
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from stream_app.kafka.security import client_config
 
 # The Java clients' partitioner (murmur2 of the key), which the worker and aiokafka use too:
 # librdkafka's default (CRC32) would put a customer on another partition.
@@ -16,8 +17,8 @@ PARTITIONER = "murmur2_random"
 
 def producer(bootstrap: str, **extra: Any) -> Producer:
     """A producer that keeps the order of a partition's records across retries (idempotent)."""
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all",
-                     "enable.idempotence": True, "partitioner": PARTITIONER, **extra})
+    return Producer(client_config({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all",
+                                   "enable.idempotence": True, "partitioner": PARTITIONER, **extra}))
 
 
 def send(p: Producer, topic: str, key: str | bytes | None, value: Any) -> None:
@@ -36,13 +37,15 @@ def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int,
                timeout_s: float = 30.0) -> list[tuple[int, bytes | None, bytes | None]]:
     """The records ``[start, end)`` of one partition, as (offset, key, value); fewer when the
     range was compacted or deleted, or ``timeout_s`` passed."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"range-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(client_config({"bootstrap.servers": bootstrap,
+                                       "group.id": f"range-{time.time_ns()}",
+                                       "enable.auto.commit": False, "auto.offset.reset": "earliest"}))
     out: list[tuple[int, bytes | None, bytes | None]] = []
     try:
         consumer.assign([TopicPartition(topic, partition, start)])
         deadline = time.monotonic() + timeout_s
         position = start
+        tp = TopicPartition(topic, partition)
         while position < end and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.2):
                 if msg.error() is not None:
@@ -50,6 +53,9 @@ def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int,
                 position = msg.offset() + 1
                 if msg.offset() < end:
                     out.append((msg.offset(), msg.key(), msg.value()))
+            # a transaction's commit marker takes an offset no record is delivered at: the
+            # consumer's position passes it
+            position = max(position, consumer.position([tp])[0].offset)
     finally:
         consumer.close()
     return out
@@ -60,10 +66,10 @@ class TopicReader:
 
     def __init__(self, bootstrap: str, topic: str, from_start: bool = False) -> None:
         self.topic = topic
-        self.consumer = Consumer({
+        self.consumer = Consumer(client_config({
             "bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
-        })
+        }))
         deadline = time.monotonic() + 30
         while True:  # a topic created a moment ago may not have a leader yet
             try:

@@ -30,6 +30,10 @@ CONTRACT: tuple[TopicSpec, ...] = (
     # fleet-wide learning (``fleet/``): the partitions' lessons, to one learner; its snapshots
     TopicSpec("learning", co_partitioned=False),
     TopicSpec("learner-snapshots", compacted=True, co_partitioned=False),
+    # erasure (``partition/erasure.py``): requests keyed by customer id, like the other inputs;
+    # one audit record per request, from the partition that erased
+    TopicSpec("erasure-requests"),
+    TopicSpec("erasure-audit"),
 )
 
 INPUT_TOPICS = ("interactions", "decision-requests", "outcomes")
@@ -38,7 +42,28 @@ INPUT_TOPICS = ("interactions", "decision-requests", "outcomes")
 def _admin(settings: Settings):
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    from stream_app.kafka.security import client_config
+
+    return AdminClient(client_config({"bootstrap.servers": settings.bootstrap_servers}))
+
+
+def _metadata(admin, timeout_s: float):
+    """The cluster's metadata; a refusal of the client's credentials is raised at once
+    (``KafkaAuthenticationError``) rather than as a timeout at the end."""
+    import time
+
+    from confluent_kafka import KafkaException
+
+    from stream_app.kafka.security import raise_refusal
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin.list_topics(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+        except KafkaException:
+            raise_refusal(admin)
+            if time.monotonic() >= deadline:
+                raise
 
 
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> dict[str, str]:
@@ -55,7 +80,7 @@ def ensure_topics(settings: Settings, topics: Iterable[tuple[str, TopicSpec]],
     from confluent_kafka.admin import NewTopic
 
     admin = _admin(settings)
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    existing = set(_metadata(admin, timeout_s).topics)
     result: dict[str, str] = {}
     new = []
     for name, spec in topics:
@@ -81,7 +106,7 @@ def ensure_topics(settings: Settings, topics: Iterable[tuple[str, TopicSpec]],
 
 def list_topics(settings: Settings, timeout_s: float = 15.0) -> dict[str, int]:
     """Contract topics that exist, with their partition counts."""
-    meta = _admin(settings).list_topics(timeout=timeout_s)
+    meta = _metadata(_admin(settings), timeout_s)
     names = {settings.topic(s.name) for s in CONTRACT}
     return {n: len(t.partitions) for n, t in sorted(meta.topics.items()) if n in names}
 

@@ -8,9 +8,12 @@ rather than in one burst), labelled ``True`` when no interaction follows within
 ``horizon``) are examples: a customer silent for a whole horizon has churned by definition, there
 is nothing left to predict. The label of a checkpoint is final either when the next interaction
 arrives (``next_event_ms``: ``next - b > horizon``) or when ``now - b >= horizon`` passes in
-silence (``next_event_ms=None``; a periodic sweep or timer calls it). The profile remembers the
-last labelled checkpoint (``churn_labelled_ms``), so no checkpoint is labelled twice and at most
-``max_examples`` (the most recent) are produced per call.
+silence (``next_event_ms=None``). The checkpoints after a customer's last interaction are
+therefore all final, in silence, at ``silence_final_ms``: one horizon after the last of them
+(between one and two horizons after the last interaction); a partition keeps one timer per
+customer at that time, moved by every interaction, and labels them when it fires. The profile
+remembers the last labelled checkpoint (``churn_labelled_ms``), so no checkpoint is labelled
+twice and at most ``max_examples`` (the most recent) are produced per call.
 
 >>> from stream_app.profile import Profile, apply_interaction
 >>> p = apply_interaction(Profile.empty(), {"ts": 0, "type": "login"})
@@ -19,6 +22,10 @@ last labelled checkpoint (``churn_labelled_ms``), so no checkpoint is labelled t
 ([(10, True), (20, False)], 20)
 >>> churn_checkpoints(p, next_event_ms=None, now_ms=35, horizon_ms=20, period_ms=10)
 ([(10, True)], 10)
+>>> silence_final_ms(p, horizon_ms=20, period_ms=10)   # checkpoints 10 and 20, final at 40
+40
+>>> churn_checkpoints(p, next_event_ms=None, now_ms=40, horizon_ms=20, period_ms=10)
+([(10, True), (20, True)], 20)
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import math
 from stream_app.profile import MAX_AMOUNT, Profile
 from stream_app.profile.transitions import transaction_amount
 
-__all__ = ["capacity_target", "churn_checkpoints", "from_capacity_target"]
+__all__ = ["capacity_target", "churn_checkpoints", "from_capacity_target", "silence_final_ms"]
 
 
 def churn_checkpoints(
@@ -65,6 +72,21 @@ def churn_checkpoints(
     if next_event_ms is None:
         return [(b, True) for b in points], final
     return [(b, next_event_ms - b > horizon_ms) for b in points], final
+
+
+def silence_final_ms(profile: Profile, horizon_ms: int, period_ms: int) -> int | None:
+    """When the labels of the checkpoints after the last interaction are all final if the
+    customer stays silent (``churn_checkpoints(profile, None, now)`` labels them all from then
+    on), or ``None`` when there is none left to label."""
+    if profile.n_events == 0 or period_ms <= 0:
+        return None
+    last, origin = profile.last_event_ms, profile.first_seen_ms
+    start = max(last, profile.churn_labelled_ms)
+    first = origin + ((start - origin) // period_ms + 1) * period_ms
+    upper = last + horizon_ms  # a customer silent for a horizon has churned: no checkpoint after
+    if first >= upper:
+        return None
+    return first + ((upper - 1 - first) // period_ms) * period_ms + horizon_ms
 
 
 def capacity_target(amount: float) -> float:

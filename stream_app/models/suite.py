@@ -2,13 +2,20 @@
 
 - **propensity** (per offer): P(respond | profile, context, offer), one ``ModelSelector`` per offer
   on ``features`` + ``offer_features``, shrunk toward the engagement model while the offer's own
-  model is young: ``w = n / (n + propensity_prior)``.
+  model is young: ``w = n / (n + propensity_prior)``. A decision reads the offer's own model
+  (``offer_propensities``) as a customer's cold-start prior when the use case's prior sets
+  ``propensity_strength`` (``core/priors.py``).
 - **engagement**: P(respond to any offer | profile, context), from every outcome.
-- **churn**: P(no interaction within ``churn_horizon_s``), from checkpoints (``labels``).
+- **churn**: P(no interaction within ``churn_horizon_s``), from checkpoints (``labels``),
+  labelled when the customer comes back (``learn_interaction``) or stays silent
+  (``learn_silence``, when the partition's silence timer fires: ``silence_due_ms``).
 - **capacity**: expected amount of the next transaction (learned on ``log1p(amount)``).
 - **segment**: ``OnlineKMeans`` over ``segment_vector``, learned from a customer's
   ``segment_min_events``-th interaction and every doubling after (``teaches_segmenter``); every
-  interaction assigns the nearest segment; a ``SegmentReport`` keeps sizes and outcomes.
+  interaction assigns the nearest segment; a ``SegmentReport`` keeps sizes and outcomes;
+- **reward drift**: per use case, an alarm when the response rate of its decisions falls
+  (``RewardDrift``): the use case's pooled evidence then forgets faster for a while
+  (``reward_drift.pooled_half_life``), so its arms are explored again.
 
 Two sides. A worker serves from the models it was given (a fleet snapshot: ``fleet/``) and
 computes the customer's side of an event (``profile_after``, ``apply_outcome``); the fleet's
@@ -38,7 +45,13 @@ import numpy as np
 
 from stream_app.core.catalogue import offer_key
 from stream_app.models import candidates, checkpoint
-from stream_app.models.labels import capacity_target, churn_checkpoints, from_capacity_target
+from stream_app.models.labels import (
+    capacity_target,
+    churn_checkpoints,
+    from_capacity_target,
+    silence_final_ms,
+)
+from stream_app.models.reward_drift import RewardDrift
 from stream_app.models.segment_report import SegmentReport
 from stream_app.models.kmeans import OnlineKMeans
 from stream_app.models.segments import SEGMENT_FEATURES, segment_vector, teaches_segmenter
@@ -107,6 +120,11 @@ class ModelSuite:
         self.propensity_models: dict[str, ModelSelector] = {}
         self.segmenter = OnlineKMeans(config.n_segments, len(SEGMENT_FEATURES), seed=config.seed)
         self.report = SegmentReport(config.n_segments)
+        self.reward_drift = RewardDrift()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # checkpoints from before
+        state.setdefault("reward_drift", RewardDrift())
+        self.__dict__.update(state)
 
     def _selector_settings(self) -> dict[str, Any]:
         c = self.config
@@ -164,6 +182,30 @@ class ModelSuite:
             w = model.trained / (model.trained + self.config.propensity_prior)
             out[i] = w * model.predict(x) + (1 - w) * prior
         return out
+
+    def offer_propensities(
+        self,
+        profile: Profile,
+        context: Mapping[str, Any] | None,
+        offers: Sequence[tuple[str, bool]],
+        now_ms: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each offer's own model alone (no shrinkage toward engagement), for a cold-start
+        prior: P(respond) per ``(offer_id, urgent)`` and how far to trust it,
+        ``trained / (trained + propensity_prior)`` (0 for an offer without a trained model)."""
+        p, trust = np.full(len(offers), 0.5), np.zeros(len(offers))
+        models = [self.propensity_models.get(offer_id) for offer_id, _ in offers]
+        if not any(m is not None and m.trained for m in models):
+            return p, trust
+        cfg = self.profile_config
+        base = features(profile, context, now_ms, cfg)
+        for i, ((offer_id, urgent), model) in enumerate(zip(offers, models)):
+            if model is None or model.trained == 0:
+                continue
+            x = base | offer_features(profile, offer_key(offer_id), urgent, now_ms, cfg)
+            p[i] = model.predict(x)
+            trust[i] = model.trained / (model.trained + self.config.propensity_prior)
+        return p, trust
 
     def propensity(
         self,
@@ -261,14 +303,33 @@ class ModelSuite:
         events = self.learn_interaction(profile, event)  # validates the event first
         return self.profile_after(profile, event), events
 
+    def silence_due_ms(self, profile: Profile) -> int | None:
+        """When a customer silent since their last interaction becomes churn labels
+        (``labels.silence_final_ms``): a partition's silence timer; ``None``: nothing to label."""
+        c = self.config
+        return silence_final_ms(profile, int(c.churn_horizon_s * 1000),
+                                int(c.churn_period_s * 1000))
+
+    def profile_after_silence(self, profile: Profile, now_ms: int) -> Profile:
+        """The customer's side of a silence: the checkpoints labelled by ``learn_silence`` at
+        ``now_ms`` are marked as labelled (never labelled twice, even when they come back)."""
+        _, labelled = self._churn_points(profile, None, now_ms)
+        return profile if labelled == profile.churn_labelled_ms else \
+            profile.replace(churn_labelled_ms=labelled)
+
+    def learn_silence(self, profile: Profile, now_ms: int) -> list[dict[str, Any]]:
+        """Learn the churn checkpoints of ``profile`` that passed a full horizon without an
+        interaction by ``now_ms`` (churned); returns the drift records."""
+        self._version = None
+        return self._learn_churn(profile, self._churn_points(profile, None, now_ms)[0])
+
     def observe_silence(
         self, profile: Profile, now_ms: int
     ) -> tuple[Profile, list[dict[str, Any]]]:
-        """Learn churn checkpoints that passed a full horizon without interaction. Call it from a
-        periodic sweep (e.g. every ``churn_period_s``) for customers with no recent interaction."""
-        self._version = None
-        points, labelled = self._churn_points(profile, None, now_ms)
-        return profile.replace(churn_labelled_ms=labelled), self._learn_churn(profile, points)
+        """``learn_silence`` then ``profile_after_silence``, for a process that owns both sides
+        (a periodic sweep in tests and notebooks; a partition uses one timer per customer)."""
+        events = self.learn_silence(profile, now_ms)
+        return self.profile_after_silence(profile, now_ms), events
 
     def _churn_points(self, before: Profile, next_ms: int | None, now_ms: int
                       ) -> tuple[list[tuple[int, bool]], int]:
@@ -284,6 +345,11 @@ class ModelSuite:
             x = features(before, None, b, self.profile_config)
             events += self.churn_model.learn(x, churned, b)
         return events
+
+    def learn_reward(self, use_case: str, reward: float, ts: int) -> list[dict[str, Any]]:
+        """A use case's settled decision (``reward``) for its drift alarm (``RewardDrift``);
+        returns the alarm's drift record."""
+        return self.reward_drift.learn(use_case, reward, ts)
 
     def learn_outcome(
         self,

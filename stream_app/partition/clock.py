@@ -2,9 +2,11 @@
 roll-up windows, and the rule that keeps one record from moving them.
 
 Time is event time (the ``ts`` in the messages), so replay at any speed fires the same timers and
-closes the same windows. Timers are not stored on their own: the open decisions live in their
-customers' values, and the timers are rebuilt from them the first time a partition is seen after
-a start or rebalance. Roll-up windows still open when a worker stops are lost (per-outcome
+closes the same windows. Three kinds of timers: a decision's attribution window, a customer's
+experiment window (``schedule_enrolment``) and a customer's silence (``schedule_silence``: one
+per customer, moved by each of their interactions, for churn labels). Timers are not stored on
+their own: the open decisions, enrolments and profiles live in their customers' values, and the
+timers are rebuilt from them the first time a partition is seen after a start or rebalance. Roll-up windows still open when a worker stops are lost (per-outcome
 records are not; a roll-up can be recomputed from them).
 
 **The event-time rule** (``EventTimeRule``; settings ``STREAM_APP_MAX_FUTURE_S``,
@@ -58,12 +60,14 @@ from stream_app.core.feedback import PendingDecision
 from stream_app.schemas import InvalidMessage
 from stream_app.settings import Settings
 
-__all__ = ["ENROLMENT_TIMER", "EventTimeRule", "PartitionClock", "TimestampRefused", "forget_at"]
+__all__ = ["ENROLMENT_TIMER", "EventTimeRule", "PartitionClock", "SILENCE_TIMER", "TimestampRefused",
+           "forget_at"]
 
 GRACE_FACTOR = 1.0  # a settled decision is kept this many attribution windows more, for late outcomes
 OUTCOMES = "outcomes"  # the input topic whose lag holds the timers back (contract name)
 _SEP = "\x1f"  # between a timer's decision id and its customer id (in neither)
 ENROLMENT_TIMER = "\x1eexp:"  # an enrolment's timer: this + experiment id, for the decision id
+SILENCE_TIMER = "\x1esilence"  # a customer's silence timer (churn labels), for the decision id
 _NOTHING = -(2**63)  # a hold before any outcome was read: no timer fires
 
 
@@ -162,6 +166,19 @@ class PartitionClock:
     def schedule_enrolment(self, customer_id: str, experiment: str, until_ms: int) -> None:
         """Set the timer that settles a customer's enrolment when its window closes."""
         self.timers.push(until_ms, f"{ENROLMENT_TIMER}{experiment}{_SEP}{customer_id}")
+
+    def cancel(self, customer_id: str, decision_ids: Iterable[str] = (),
+               experiments: Iterable[str] = ()) -> int:
+        """Drop a customer's timers (an erasure): its decisions', its enrolments' and its
+        silence timer; the number of timers that were set."""
+        cancel = self.timers.cancel
+        names = [*decision_ids, *(f"{ENROLMENT_TIMER}{e}" for e in experiments), SILENCE_TIMER]
+        return sum(cancel(f"{name}{_SEP}{customer_id}") for name in names)
+
+    def schedule_silence(self, customer_id: str, due_ms: int) -> None:
+        """Set (or move: one per customer) the timer at which a customer still silent by then
+        becomes churn labels (``ModelSuite.silence_due_ms``)."""
+        self.timers.push(due_ms, f"{SILENCE_TIMER}{_SEP}{customer_id}")
 
     def admit(self, ts: int) -> None:
         """Raise ``TimestampRefused`` for a record stamped too far ahead of the wall clock."""

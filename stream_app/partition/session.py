@@ -50,16 +50,26 @@ from stream_app.core.feedback import PendingDecision
 from stream_app.deadletter import dead_letter, letter_key
 from stream_app.fleet import POPULATION_KEY, FleetSnapshot, FleetView, segment_key, source_of
 from stream_app.experiments.enrolment import Enrolments
-from stream_app.partition.clock import ENROLMENT_TIMER, EventTimeRule, PartitionClock, forget_at
+from stream_app.partition.clock import (
+    ENROLMENT_TIMER,
+    SILENCE_TIMER,
+    EventTimeRule,
+    PartitionClock,
+    forget_at,
+)
+from stream_app.partition.erasure import (ERASED_OUTPUTS, ERASURE, ERASURE_AUDIT, audit_record,
+                                          erase_customer)
 from stream_app.partition.state import PartitionState
 from stream_app.partition.store import PartitionStore
+from stream_app.pseudonym import Pseudonyms
 from stream_app.schemas import Contract, InvalidMessage
 
 __all__ = ["Emitted", "InputRecord", "PartitionSession", "SOURCES", "TABLES"]
 
 log = structlog.get_logger("stream_app.partition")
 
-SOURCES = ("decision-requests", "outcomes", "interactions")  # the input topics, contract names
+# the input topics, contract names (an erasure request: ``partition/erasure.py``)
+SOURCES = ("decision-requests", "outcomes", "interactions", ERASURE)
 TABLES = ("customers", "enrolments")  # the state a partition keeps
 # Outcome deltas are published per batch, at most this many per ``delta-metrics`` record
 # (kind ``outcomes``; ~500 B each: a record stays far below the broker's 1 MB limit).
@@ -92,11 +102,12 @@ class InputRecord:
 
 @dataclass(slots=True)
 class Emitted:
-    """What a batch produced: ``records`` to send, in order, as (topic, key, value); the
-    ``decisions`` made (for in-process drivers); counts of what was recognised as a duplicate
-    or dead-lettered, and the dead letters' reasons (for the worker's metrics)."""
+    """What a batch produced: ``records`` to send, in order, as (topic, key, value: ``None``
+    for a tombstone); the ``decisions`` made (for in-process drivers); counts of what was
+    recognised as a duplicate or dead-lettered, and the dead letters' reasons (for the
+    worker's metrics)."""
 
-    records: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
+    records: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0
     dead_letters: int = 0
@@ -130,6 +141,9 @@ class PartitionSession:
     event_time
         The bounds of the partition's event time (``partition/clock.py``; default: the
         settings' defaults).
+    pseudonyms
+        Replaces the customer id on ``customer-scores``, the outcome rows of ``delta-metrics``
+        and ``erasure-audit`` (``stream_app/pseudonym.py``; default: the id itself).
     """
 
     def __init__(self, partition: int, store: PartitionStore,
@@ -137,14 +151,17 @@ class PartitionSession:
                  fleet: Callable[[], FleetSnapshot | None] | None = None,
                  topic: Callable[[str], str] = str, contract: Contract | None = None,
                  seed: int = 0, epoch: int | None = None,
-                 event_time: EventTimeRule | None = None) -> None:
+                 event_time: EventTimeRule | None = None,
+                 pseudonyms: Pseudonyms | None = None) -> None:
         self.partition = partition
         self.store = store
         self._decider = decider
         self._fleet = fleet
         self._contract = contract or default_contract()
         self._topics = {name: topic(name) for name in (
-            "decisions", "delta-metrics", "customer-scores", "dead-letter", "learning")}
+            "decisions", "delta-metrics", "customer-scores", "dead-letter", "learning",
+            ERASURE_AUDIT, *ERASED_OUTPUTS)}
+        self._pseudonym = pseudonyms or Pseudonyms(None)
         self._decisions_topic = self._topics["decisions"]
         self._deltas_topic = self._topics["delta-metrics"]
         self._source = source_of(partition).encode()
@@ -164,7 +181,10 @@ class PartitionSession:
         """Handle a batch of records read, in order, from input topic ``source`` (a contract
         name, ``SOURCES``); returns what to send. A record that cannot be processed is
         dead-lettered with the reason; it never stops the batch. The customers of the batch are
-        read in one multi-get and written once each, when the batch is done."""
+        read in one multi-get and written once each, when the batch is done. Erasure requests
+        need no config and do not move event time (``erase``)."""
+        if source == ERASURE:
+            return self.erase(records)
         handler = self._handlers[source]
         decider = self._decider()
         self._out = out = Emitted()
@@ -208,6 +228,41 @@ class PartitionSession:
                 self._write_back()
         return out
 
+    def erase(self, records: Sequence[InputRecord]) -> Emitted:
+        """Handle a batch of erasure requests (``partition/erasure.py``): each customer's rows
+        deleted from every table, their timers cancelled, a tombstone for each compacted output
+        keyed by customer id, then one ``erasure-audit`` record. A request that cannot be read
+        is dead-lettered with the reason. Needs no config; event time does not move."""
+        self._out = out = Emitted()
+        clock = self.clock  # built (from the store) before anything is deleted from it
+        for record in records:
+            try:
+                request = self._decode(ERASURE, record)
+            except InvalidMessage as exc:
+                self._reject(str(exc), record)
+                continue
+            try:
+                self._erase(request, clock)
+            except Exception as exc:  # noqa: BLE001 - one request lost to a bug, not the batch
+                log.exception("erasure_failed", topic=record.topic, offset=record.offset)
+                self._reject(f"internal error: {type(exc).__name__}: {exc}", record)
+        return out
+
+    def _erase(self, request: dict[str, Any], clock: PartitionClock) -> None:
+        cid = request["customer_id"]
+        erased = erase_customer(self.store, TABLES, cid, clock, self.view.budget)
+        name = self._pseudonym(cid)
+        key = name.encode()
+        send = self._out.records.append
+        for topic in ERASED_OUTPUTS:
+            send((self._topics[topic], key, None))
+        audit = audit_record(request, erased, partition=self.partition, customer_id=name,
+                             pseudonymised=self._pseudonym.enabled,
+                             erased_at=int(time.time() * 1000))
+        send((self._topics[ERASURE_AUDIT], key, _dumps(audit)))
+        log.info("customer_erased", request_id=request["request_id"], partition=self.partition,
+                 found=erased.found, timers_cancelled=erased.timers_cancelled)
+
     def tick_idle(self) -> Emitted | None:
         """Fire what is due on a partition that has read nothing for a while (its event time
         moves with the wall clock: ``PartitionClock.idle_until``); ``None`` when not idle."""
@@ -229,13 +284,17 @@ class PartitionSession:
         if clock is None:
             clock = self._clock = PartitionClock(rule=self._event_time)
             unreadable = 0
-            decisions_of = CustomerState.decisions_of
             reopen = self.view.budget.reopen
+            silence_due = self.view.suite.silence_due_ms
             for key, raw in self.store.items("customers"):
                 try:
-                    for pending in decisions_of(raw, key.decode()):
+                    customer = CustomerState.decode(raw, cid := key.decode())
+                    for pending in customer.decisions:
                         clock.schedule(pending)
                         reopen(pending)  # an open offer counts against its budget
+                    due = silence_due(customer.profile)
+                    if due is not None:
+                        clock.schedule_silence(cid, due)
                 except ValueError:  # CustomerCodecError, or a value without its customer id
                     unreadable += 1  # written by an incompatible version: never joined again
             for key, raw in self.store.items("enrolments"):
@@ -317,9 +376,16 @@ class PartitionSession:
             self._out.duplicates += 1
             return
         self._put(cid, observed.customer)
+        due = self.view.suite.silence_due_ms(observed.customer.profile)
+        if due is not None:  # one timer per customer, moved by each interaction
+            self.clock.schedule_silence(cid, due)
         if observed.scores is not None:
+            scores, name = observed.scores, cid
+            if self._pseudonym.enabled:
+                name = self._pseudonym(cid)
+                scores = {**scores, "customer_id": name}
             self._out.records.append(
-                (self._topics["customer-scores"], cid.encode(), _dumps(observed.scores)))
+                (self._topics["customer-scores"], name.encode(), _dumps(scores)))
 
     # -- event time ----------------------------------------------------------------------------
     def _advance(self, ts: int, decider: Decider) -> PartitionClock:
@@ -336,6 +402,11 @@ class PartitionSession:
                     customer, decision_id[len(ENROLMENT_TIMER):], self.view)
                 if settled is not customer:
                     self._put(cid, settled)
+                continue
+            if decision_id == SILENCE_TIMER:  # silent since: churn labels for the fleet
+                silent = decider.silence(customer, clock.watermark_ms, self.view)
+                if silent is not customer:
+                    self._put(cid, silent)
                 continue
             pending = customer.decision(decision_id)
             if pending is None or pending.is_settled:  # settled by an outcome meanwhile
@@ -369,6 +440,8 @@ class PartitionSession:
         deltas = self._deltas
         for start in range(0, len(deltas), OUTCOMES_PER_RECORD):
             rows = deltas[start:start + OUTCOMES_PER_RECORD]
+            if self._pseudonym.enabled:
+                rows = [{**r, "customer_id": self._pseudonym(r["customer_id"])} for r in rows]
             self._out.records.append((self._deltas_topic, b"outcomes", _dumps({
                 "schema_version": 1, "kind": "outcomes", "ts": max(r["ts"] for r in rows),
                 "partition": self.partition, "outcomes": rows})))

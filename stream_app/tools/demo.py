@@ -55,8 +55,9 @@ def _forget_group(settings: Settings) -> bool:
     from confluent_kafka.admin import AdminClient
 
     from stream_app.cli import CliError
+    from stream_app.kafka.security import client_config
 
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient(client_config({"bootstrap.servers": settings.bootstrap_servers}))
     deadline = time.monotonic() + 60  # a broker just started is still loading its coordinator
     while True:
         try:

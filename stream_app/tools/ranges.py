@@ -149,10 +149,13 @@ def read_export(path: str) -> Iterator[dict[str, Any]]:
 def _consumer(bootstrap: str):
     from confluent_kafka import Consumer
 
+    from stream_app.kafka.security import client_config
+
     # a throw-away group id that never commits: reading a range leaves no trace in the cluster
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": f"export-{time.time_ns()}",
-                     "enable.auto.commit": False, "enable.auto.offset.store": False,
-                     "auto.offset.reset": "earliest", "enable.partition.eof": False})
+    return Consumer(client_config({"bootstrap.servers": bootstrap,
+                                   "group.id": f"export-{time.time_ns()}",
+                                   "enable.auto.commit": False, "enable.auto.offset.store": False,
+                                   "auto.offset.reset": "earliest", "enable.partition.eof": False}))
 
 
 def partition_count(bootstrap: str, topic: str, timeout_s: float = 15.0) -> int:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from stream_app.kafka.client import PARTITIONER
+from stream_app.kafka.security import client_config
 from stream_app.kafka.topics import CONTRACT
 from stream_app.settings import Settings
 from stream_app.worker.process import spawn_worker, stop_worker
@@ -122,9 +123,9 @@ class GuardedProducer:
         self.sandbox = sandbox
         self.allowed = sandbox.topics
         # idempotence keeps the order of the messages of a partition even across retries
-        self._producer = Producer({"bootstrap.servers": sandbox.settings.bootstrap_servers,
-                                   "enable.idempotence": True, "linger.ms": 0, "acks": "all",
-                                   "partitioner": PARTITIONER})
+        self._producer = Producer(client_config({
+            "bootstrap.servers": sandbox.settings.bootstrap_servers,
+            "enable.idempotence": True, "linger.ms": 0, "acks": "all", "partitioner": PARTITIONER}))
         self.sent: dict[str, int] = {}
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None,

@@ -100,8 +100,11 @@ def read_accepted(bootstrap: str, topic: str, timeout_s: float = 15.0) -> list[A
     by ``seq`` (a record that cannot be read is skipped with a warning)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"accepted-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    from stream_app.kafka.security import client_config
+
+    consumer = Consumer(client_config({"bootstrap.servers": bootstrap,
+                                       "group.id": f"accepted-{time.time_ns()}",
+                                       "enable.auto.commit": False, "auto.offset.reset": "earliest"}))
     out: list[AcceptedConfig] = []
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
@@ -126,6 +129,8 @@ def read_accepted(bootstrap: str, topic: str, timeout_s: float = 15.0) -> list[A
                     except ValueError as exc:
                         log.warning("accepted_config_unreadable", offset=msg.offset(),
                                     error=str(exc))
+                # past offsets no record is delivered at (compaction, transaction markers)
+                position = max(position, consumer.position([TopicPartition(topic, p)])[0].offset)
     finally:
         consumer.close()
     return sorted(out, key=lambda a: a.seq)

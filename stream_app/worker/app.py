@@ -31,10 +31,12 @@ from stream_app.core.decision import Decider
 from stream_app.deadletter import dead_letter
 from stream_app.fleet import FleetSnapshot
 from stream_app.fleet.learner import FleetLearner
+from stream_app.kafka.security import faust_credentials
 from stream_app.observability import metrics
 from stream_app.partition import SOURCES, TABLES, InputRecord, PartitionSession
 from stream_app.partition.clock import EventTimeRule
 from stream_app.policies import beta_max
+from stream_app.pseudonym import Pseudonyms
 from stream_app.schemas import Contract
 from stream_app.settings import Settings
 from stream_app.worker import collector, faust_patches, memory, storage
@@ -43,11 +45,12 @@ from stream_app.worker.output import Output
 from stream_app.worker.probes import WorkerProbes, count_batch
 from stream_app.worker.snapshot_feed import SnapshotFeed
 from stream_app.worker.tables import Tables, faust_tables
+from stream_app.worker.transactions import ExactlyOnce, transactional_id
 
 log = structlog.get_logger("stream_app.worker")
 
 AGENT_NAMES = {"decision-requests": "answer", "outcomes": "learn", "interactions": "observe",
-               "learning": "learner"}
+               "erasure-requests": "erase", "learning": "learner"}
 
 
 def _dumps(obj: Any) -> bytes:
@@ -73,13 +76,18 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
     runs_learner = role == "learner" or settings.learner == "embedded"
     contract = Contract.load(max_bytes=settings.max_message_bytes)
     if settings.rocksdb_memory_mb:  # 0: Faust's own RocksDB options (no shared budget)
-        storage.configure(settings.rocksdb_memory_mb, settings.bulk_restore_min_records)
+        storage.configure(settings.rocksdb_memory_mb, settings.bulk_restore_min_records,
+                          catch_up=settings.processing_guarantee == "exactly_once")
     faust_patches.install_fetch_wait(settings.fetch_max_wait_ms)  # before Faust's consumer
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    faust_patches.install_read_committed(exactly_once)
+    data_dir = settings.data_dir if partitions_work else settings.data_dir / "learner"
     app = faust.App(
         settings.app_id if partitions_work else f"{settings.app_id}-learner",
         broker=f"kafka://{settings.bootstrap_servers}",
+        broker_credentials=faust_credentials(),  # TLS / SASL (``kafka/security.py``)
         store=storage.STORE_URL if settings.rocksdb_memory_mb else "rocksdb://",
-        datadir=str(settings.data_dir if partitions_work else settings.data_dir / "learner"),
+        datadir=str(data_dir),
         topic_partitions=settings.partitions,
         web_enabled=False,
         key_serializer="raw",
@@ -87,7 +95,7 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_linger_ms=2,
         broker_commit_every=500,
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval_ms / 1000,
         table_cleanup_interval=60.0,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
@@ -102,19 +110,28 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
                                    key_type=bytes, value_type=bytes)
                    for name in (TABLES if partitions_work else ())}
     changelogs = faust_tables(faust_table)
-    # everything the worker writes goes through librdkafka (two lanes: decisions, the rest), and
-    # table writes are held until the next flush (``worker/tables.py``, ``worker/output.py``)
+    # everything the worker writes goes through librdkafka, and table writes are held until the
+    # next flush (``worker/tables.py``, ``worker/output.py``); exactly once: one transactional
+    # lane, and rows reach the stores once their transaction committed
+    # (``worker/transactions.py``); at least once: two lanes (decisions, the rest)
     output = Output(settings.bootstrap_servers, linger_ms=settings.decision_linger_ms,
                     bulk_linger_ms=settings.output_linger_ms,
                     urgent_topics=frozenset({settings.topic("decisions")}),
-                    tracked_topics=frozenset(topic for topic, _ in changelogs.values()))
-    tables = Tables(changelogs, output)
+                    tracked_topics=frozenset(topic for topic, _ in changelogs.values()),
+                    transactional_id=transactional_id(app.conf.id, settings.worker_id,
+                                                      str(data_dir)) if exactly_once else None,
+                    transaction_timeout_ms=settings.transaction_timeout_ms)
+    tables = Tables(changelogs, output, staged=exactly_once)
+    eos = ExactlyOnce(output, tables, settings.bootstrap_servers, app.conf.id) \
+        if exactly_once else None
+    positions = eos.positions if eos is not None else None
 
     feed = ConfigFeed.of(settings, contract)  # the last good config kept locally and fleet-wide
     state: dict[str, Any] = {"decider": None}
     feed.on_change.append(lambda cfg: state.__setitem__("decider", Decider(cfg, settings.seed)))
 
     sessions: dict[int, PartitionSession] = {}
+    pseudonyms = Pseudonyms(settings.pseudonymise_key)  # customer ids on analytics outputs
 
     def session_for(partition: int) -> PartitionSession:
         """The partition's session: made on its first batch since start / assignment, so its
@@ -124,7 +141,8 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
             session = sessions[partition] = PartitionSession(
                 partition, tables.partition(partition), lambda: state["decider"],
                 fleet=lambda: snapshots.latest, topic=settings.topic, contract=contract,
-                seed=settings.seed, event_time=EventTimeRule.of(settings))
+                seed=settings.seed, event_time=EventTimeRule.of(settings),
+                pseudonyms=pseudonyms)
         return session
 
     snapshots = SnapshotFeed(settings.bootstrap_servers, settings.topic("learner-snapshots"))
@@ -140,14 +158,22 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         recovery after this (the next rebalance, a restart) reads nothing this worker wrote.
         Without the last step, a worker that kept a partition across a rebalance had to read
         its own writes back from the changelog, a read Faust could lose (a fetch returning
-        while the flow is stopped is dropped: ``worker/seeking.py``)."""
+        while the flow is stopped is dropped: ``worker/seeking.py``). Exactly once: all that
+        is the commit of the open transaction."""
+        if eos is not None:
+            await eos.commit()
+            return
         tables.flush()
         await output.flush()
         tables.persist_acked()
 
     # before an offset commit, a revocation and a stop: no offset is committed before the
-    # state and the outputs of the records it covers are acknowledged (at least once)
+    # state and the outputs of the records it covers are acknowledged (at least once), or
+    # the offsets are committed in the transaction that holds them (exactly once)
     faust_patches.flush_before_commit(app, write_out)
+    if eos is not None:
+        faust_patches.commit_by(app, eos.commit)
+        eos.begin()
 
     feed.start()
     snapshots.start()
@@ -202,6 +228,8 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
             for topic_name, key, value in emitted.records:
                 send(topic_name, key, value)
             count_batch(read_from, partition, emitted)
+            if positions is not None:
+                positions.advance(read_from, partition, records[-1].offset)
         tables.flush()
         output.poll()
 
@@ -242,6 +270,8 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         if any(tp.topic == learning_topic for tp in revoked):
             hand_over_learner()
         await write_out()
+        if positions is not None:
+            positions.forget({(tp.topic, tp.partition) for tp in revoked})
         if parts:
             log.info("partitions_revoked", partitions=parts)
 
@@ -292,11 +322,15 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         publish_snapshot()
         fleet["learner"] = None
 
-    async def start_learner(first_offset: int) -> FleetLearner:
+    async def start_learner(first_offset: int) -> FleetLearner | None:
         """The learner from the newest snapshot on the topic, caught up on the learning
-        records between that snapshot and where the consumer starts."""
+        records between that snapshot and where the consumer starts; None if the worker stops
+        first (the records are read again by the next learner: their offsets are not
+        committed)."""
         loop = asyncio.get_running_loop()
         while not feed.loaded.is_set() or not snapshots.loaded.is_set():
+            if app.should_stop:
+                return None
             await asyncio.sleep(0.05)
         if not await loop.run_in_executor(None, snapshots.caught_up):
             log.warning("snapshots_not_caught_up")
@@ -307,6 +341,7 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         # without a snapshot, from the beginning of ``learning`` (what is still kept): a learner
         # that died before its first snapshot may have had its offsets committed
         start = base.offset if base is not None and base.offset is not None else 0
+        missed: list = []
         if start < first_offset:  # committed, but not in the snapshot
             from stream_app.kafka.client import read_range
 
@@ -316,7 +351,7 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
             for offset, key, value in missed:
                 learn_record(learner, key, value, offset)
         log.info("learner_started", version=learner.version, from_offset=start,
-                 consumer_offset=first_offset, caught_up=max(0, first_offset - start))
+                 consumer_offset=first_offset, caught_up=len(missed))
         return learner
 
     def learn_record(learner: FleetLearner, key: bytes | None, value: bytes | None,
@@ -342,9 +377,13 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
             learner = fleet["learner"]
             if learner is None:
                 learner = await start_learner(events[0].message.offset)
+                if learner is None:
+                    break
             for event in events:
                 m = event.message
                 learn_record(learner, m.key, m.value, m.offset)
+                if positions is not None:
+                    positions.advance(m.topic, m.partition, m.offset)
             reports, configs = learner.reports()
             for rec in reports:
                 output.send(settings.topic("delta-metrics"), rec["kind"].encode(), _dumps(rec))

@@ -162,11 +162,13 @@ class ConfigFeed:
     def _follow(self) -> None:
         from confluent_kafka import Consumer, Producer, TopicPartition
 
-        consumer = Consumer({
+        from stream_app.kafka.security import client_config
+
+        consumer = Consumer(client_config({
             "bootstrap.servers": self.bootstrap, "group.id": "stream-app-config-feed",
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
-        })
-        producer = Producer({"bootstrap.servers": self.bootstrap})
+        }))
+        producer = Producer(client_config({"bootstrap.servers": self.bootstrap}))
         try:
             meta = None
             while not self._stop.is_set():

@@ -12,6 +12,9 @@ renames one (``tests/unit/test_faust_patches.py``):
   faust-relay``: at 1,000 requests/s records were read 1.2-1.6 s after they were produced; with
   20 ms it kept up at p50 7.1 / p99 56 ms). A shorter wait costs the broker ``1000 / wait_ms``
   empty fetches per second on an idle input.
+- :func:`install_read_committed`: the worker consumer's isolation level (``read_committed``
+  when the worker commits with transactions: ``worker/transactions.py``).
+- :func:`commit_by`: Faust's offset commits become the worker's transactional commits.
 - :func:`flush_before_commit`: Faust flushes its producer before it commits input offsets,
   before a rebalance revokes partitions and when it stops; the worker's own writes (held table
   writes, everything produced through librdkafka) are acknowledged first, so no offset is
@@ -37,13 +40,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
-__all__ = ["PATCHED", "before_tables_stop", "flush_before_commit", "install_fetch_wait",
-           "seek_back_after_drops"]
+__all__ = ["PATCHED", "before_tables_stop", "commit_by", "flush_before_commit",
+           "install_fetch_wait", "install_read_committed", "seek_back_after_drops"]
 
 # (module, class, attribute): what the functions below replace, wrap or read
 PATCHED: tuple[tuple[str, str, str], ...] = (
     ("faust.transport.drivers.aiokafka", "AIOKafkaConsumerThread", "_create_worker_consumer"),
     ("faust.transport.consumer", "Consumer", "perform_seek"),
+    ("faust.transport.consumer", "Consumer", "commit"),
+    ("faust.transport.consumer", "Consumer", "_filter_committable_offsets"),
+    ("aiokafka.consumer.consumer", "AIOKafkaConsumer", "start"),
     ("faust.transport.producer", "Producer", "flush"),
     ("faust.tables.manager", "TableManager", "stop"),
     ("faust.tables.manager", "TableManager", "recovery"),
@@ -55,12 +61,11 @@ PATCHED: tuple[tuple[str, str, str], ...] = (
 )
 
 _WAIT_MS = "_stream_app_fetch_max_wait_ms"
+_ISOLATION = "_stream_app_isolation_level"
 
 
-def install_fetch_wait(wait_ms: int) -> None:
-    """Every worker consumer Faust creates from now on lets a fetch wait ``wait_ms`` at most."""
-    if wait_ms < 1:
-        raise ValueError(f"fetch_max_wait_ms must be >= 1, got {wait_ms}")
+def _wrap_worker_consumer() -> Any:
+    """Faust's worker-consumer factory, wrapped once to apply the settings below."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     thread_class: Any = AIOKafkaConsumerThread
@@ -69,12 +74,46 @@ def install_fetch_wait(wait_ms: int) -> None:
 
         def _create_worker_consumer(self: Any, transport: Any) -> Any:
             consumer = create(self, transport)
-            # read by AIOKafkaConsumer.start() when it builds its Fetcher
+            # both read by AIOKafkaConsumer.start() when it builds its Fetcher
             consumer._fetch_max_wait_ms = getattr(thread_class, _WAIT_MS)
+            isolation = getattr(thread_class, _ISOLATION)
+            if isolation is not None:
+                consumer._isolation_level = isolation
             return consumer
 
         thread_class._create_worker_consumer = _create_worker_consumer
-    setattr(thread_class, _WAIT_MS, int(wait_ms))
+        setattr(thread_class, _WAIT_MS, 1500)
+        setattr(thread_class, _ISOLATION, None)
+    return thread_class
+
+
+def install_fetch_wait(wait_ms: int) -> None:
+    """Every worker consumer Faust creates from now on lets a fetch wait ``wait_ms`` at most."""
+    if wait_ms < 1:
+        raise ValueError(f"fetch_max_wait_ms must be >= 1, got {wait_ms}")
+    setattr(_wrap_worker_consumer(), _WAIT_MS, int(wait_ms))
+
+
+def install_read_committed(committed: bool = True) -> None:
+    """Every worker consumer Faust creates from now on reads only committed transactions
+    (inputs, the tables' changelogs in recovery, ``learning``): Faust itself does so only with
+    its own transactions (``processing_guarantee="exactly_once"``), which the worker does not
+    use (``worker/transactions.py``). ``False``: Faust's choice again."""
+    setattr(_wrap_worker_consumer(), _ISOLATION, "read_committed" if committed else None)
+
+
+def commit_by(app: Any, commit: Callable[[], Awaitable[bool]]) -> None:
+    """Faust's offset commits (its commit timer, before a rebalance, at a stop) run ``commit``
+    instead (a transaction that carries the offsets). Faust's own acknowledgement book-keeping
+    is pruned as its commit would, so it does not grow."""
+    consumer = app.consumer
+
+    async def commit_offsets(topics: Any = None, start_new_transaction: bool = True) -> bool:
+        acked = consumer._filter_committable_offsets(list(consumer._acked))
+        consumer._committed_offset.update(acked)
+        return await commit()
+
+    consumer.commit = commit_offsets
 
 
 def flush_before_commit(app: Any, write_out: Callable[[], Awaitable[None]]) -> None:

@@ -6,6 +6,11 @@ load, and a decision request causes ~10 messages (the decision, delta records, t
 changelog records). librdkafka takes a message in a few microseconds and batches, compresses and
 sends it from its own threads, outside the GIL.
 
+**Exactly once** (the default, ``worker/transactions.py``): one transactional producer (one
+lane) holds everything the worker writes between two commits; the commit cycle holds new sends
+(:meth:`hold`) while :meth:`commit_transaction` runs in a thread, then sends them into the next
+transaction (:meth:`release`). The rest of this docstring is the at-least-once mode.
+
 Delivery is at least once, as with Faust: :meth:`flush` waits until every message produced so
 far is acknowledged and raises :class:`DeliveryError` if any was refused, and the worker runs it
 before Faust commits the input offsets (``worker/app.py`` hooks it into the commit), so an
@@ -46,8 +51,14 @@ class Output:
     def __init__(self, bootstrap: str, *, linger_ms: float = 1.0, bulk_linger_ms: float = 20.0,
                  urgent_topics: frozenset[str] = frozenset(),
                  tracked_topics: frozenset[str] = frozenset(), producer: Any = None,
-                 bulk_producer: Any = None) -> None:
-        if producer is None:
+                 bulk_producer: Any = None, transactional_id: str | None = None,
+                 transaction_timeout_ms: int = 10_000) -> None:
+        self.transactional = transactional_id is not None
+        if producer is None and self.transactional:  # one lane: one transaction holds it all
+            producer = self._producer_for(bootstrap, linger_ms, {
+                "transactional.id": transactional_id,
+                "transaction.timeout.ms": transaction_timeout_ms})
+        elif producer is None:
             producer = self._producer_for(bootstrap, linger_ms)
             bulk_producer = self._producer_for(bootstrap, bulk_linger_ms)
         self._urgent_producer = producer
@@ -58,12 +69,17 @@ class Output:
         self._acked: dict[tuple[str, int], int] = {}
         self._failed: list[str] = []
         self._sent_by_topic: dict[str, int] = {}  # since the last poll, for the metrics
+        self._held: list[tuple[str, bytes | None, bytes | None, int | None]] | None = None
         self.sent = 0
+        self.in_transaction = 0  # messages produced in the open transaction
 
-    def _producer_for(self, bootstrap: str, linger_ms: float) -> Any:
+    def _producer_for(self, bootstrap: str, linger_ms: float,
+                      extra: dict[str, Any] | None = None) -> Any:
         from confluent_kafka import Producer
 
-        return Producer({
+        from stream_app.kafka.security import client_config
+
+        return Producer(client_config({
             "bootstrap.servers": bootstrap,
             "linger.ms": linger_ms,
             "acks": "all",
@@ -73,12 +89,16 @@ class Output:
             "queue.buffering.max.kbytes": 256 * 1024,
             "batch.num.messages": 10_000,
             "on_delivery": self._delivered,
-        })
+            **(extra or {}),
+        }))
 
     def send(self, topic: str, key: bytes | None, value: bytes | None,
              partition: int | None = None) -> None:
         """Queue one message (never blocks the event loop for long: a full queue is drained by
         serving delivery reports until there is room)."""
+        if self._held is not None:  # a transaction is committing: the next one takes it
+            self._held.append((topic, key, value, partition))
+            return
         producer = self._urgent_producer if topic in self._urgent else self._bulk_producer
         produce = producer.produce
         while True:
@@ -91,6 +111,7 @@ class Output:
             except BufferError:  # librdkafka's queue is full: let it send
                 producer.poll(0.05)
         self.sent += 1
+        self.in_transaction += 1
         sent = self._sent_by_topic
         sent[topic] = sent.get(topic, 0) + 1
 
@@ -99,6 +120,8 @@ class Output:
         refusal is kept for :meth:`flush` to raise: the worker polls from an event-loop callback,
         where an exception would only be logged, and the next commit would then go ahead.
         The records queued since the last call are counted (``stream_app_records_out_total``)."""
+        if self._held is not None:  # the committing thread serves the reports
+            return
         for producer in self._producers:
             producer.poll(0)
         self._count_sent()
@@ -127,6 +150,44 @@ class Output:
             if left:
                 raise DeliveryError(f"{left} messages not acknowledged after {timeout_s} s")
         self._raise_failed()
+
+    # -- transactions (``worker/transactions.py``) -------------------------------------------
+
+    def begin(self, timeout_s: float = 60.0) -> None:
+        """Fence any earlier producer with the same transactional id (its open transaction is
+        aborted) and open the first transaction. Blocking: at start-up."""
+        producer = self._urgent_producer
+        producer.init_transactions(timeout_s)
+        producer.begin_transaction()
+        self.in_transaction = 0
+
+    def hold(self) -> None:
+        """From now on, sends are held (the open transaction is about to commit)."""
+        self._held = []
+
+    def commit_transaction(self, offsets: dict[tuple[str, int], int], group_metadata: Any,
+                           timeout_s: float = 60.0) -> None:
+        """Commit the open transaction with the consumer ``offsets`` (the next record to read
+        of each input partition) and open the next one. Blocking: run it in a thread while sends
+        are held. Raises (and the worker must stop) if the transaction could not commit."""
+        from confluent_kafka import TopicPartition
+
+        producer = self._urgent_producer
+        if offsets:
+            producer.send_offsets_to_transaction(
+                [TopicPartition(topic, partition, offset)
+                 for (topic, partition), offset in offsets.items()],
+                group_metadata, timeout_s)
+        producer.commit_transaction(timeout_s)
+        self._raise_failed()
+        producer.begin_transaction()
+        self.in_transaction = 0
+
+    def release(self) -> None:
+        """Send what was held, into the transaction now open."""
+        held, self._held = self._held, None
+        for topic, key, value, partition in held or ():
+            self.send(topic, key, value, partition)
 
     def take_acked(self) -> dict[tuple[str, int], int]:
         """The last acknowledged offset of each tracked (topic, partition) since the last call."""

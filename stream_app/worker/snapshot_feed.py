@@ -16,6 +16,7 @@ import time
 import structlog
 
 from stream_app.fleet import Assembler, FleetSnapshot, SnapshotError
+from stream_app.kafka.security import client_config
 from stream_app.observability import metrics
 
 log = structlog.get_logger("stream_app.fleet")
@@ -47,8 +48,9 @@ class SnapshotFeed:
         from the last snapshot its predecessor published); ``False`` on timeout."""
         from confluent_kafka import Consumer, TopicPartition
 
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "stream-app-fleet",
-                             "enable.auto.commit": False})
+        consumer = Consumer(client_config({"bootstrap.servers": self.bootstrap,
+                                           "group.id": "stream-app-fleet",
+                                           "enable.auto.commit": False}))
         try:
             _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0),
                                                      timeout=timeout_s)
@@ -76,11 +78,11 @@ class SnapshotFeed:
     def _run(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
-        consumer = Consumer({
+        consumer = Consumer(client_config({
             "bootstrap.servers": self.bootstrap, "group.id": "stream-app-fleet",
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "fetch.message.max.bytes": 4 * 1024 * 1024,
-        })
+        }))
         try:
             while not self._stop.is_set():
                 meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
@@ -92,12 +94,16 @@ class SnapshotFeed:
             self._position = low
             if low >= end:
                 self.loaded.set()
+            tp = TopicPartition(self.topic, 0)
             while not self._stop.is_set():
                 for msg in consumer.consume(100, 0.2):
                     if msg.error() is not None:
                         continue
                     self._take(msg.key(), msg.value(), msg.offset(), msg.timestamp()[1])
                     self._position = msg.offset() + 1
+                # past transaction markers (the learner writes in transactions): no record is
+                # delivered at their offsets, the consumer's position moves over them
+                self._position = max(self._position, consumer.position([tp])[0].offset)
                 if not self.loaded.is_set() and self._position >= end:
                     self.loaded.set()
         except Exception:  # noqa: BLE001 - logged; the sessions keep the last snapshot

@@ -43,6 +43,9 @@ class Budget:
 
     memory_mb: int = DEFAULT_MEMORY_MB
     bulk_restore_min_records: int = 5_000  # restore gaps this long in bulk (0: never)
+    # changelogs written in transactions: every gap is read with librdkafka (Faust's recovery
+    # waits for an offset a trailing commit marker holds, and never gets it)
+    catch_up: bool = False
     _cache: Any = field(default=None, repr=False)
     _manager: Any = field(default=None, repr=False)
 
@@ -77,7 +80,8 @@ class Budget:
 _budget = Budget()
 
 
-def configure(memory_mb: int, bulk_restore_min_records: int = 5_000) -> Budget:
+def configure(memory_mb: int, bulk_restore_min_records: int = 5_000,
+              catch_up: bool = False) -> Budget:
     """Set this process's budget; call before the first store opens (``build_app`` does)."""
     global _budget
     if memory_mb < 8:
@@ -87,6 +91,7 @@ def configure(memory_mb: int, bulk_restore_min_records: int = 5_000) -> Budget:
     if _budget._cache is None:
         _budget = Budget(memory_mb)
     _budget.bulk_restore_min_records = bulk_restore_min_records
+    _budget.catch_up = catch_up
     return _budget
 
 
@@ -186,7 +191,7 @@ class BoundedStore(faust_rocksdb.Store):
         standby = self.app.assignor.assigned_standbys()
         topics = self.table.changelog_topic.topics
         tps = sorted(tp for tp in newly_assigned if tp.topic in topics and tp not in standby)
-        if tps and _budget.bulk_restore_min_records > 0:
+        if tps and (_budget.bulk_restore_min_records > 0 or _budget.catch_up):
             # in a thread: the event loop keeps the consumer's heartbeats going meanwhile; Faust's
             # own recovery (which reads the persisted offsets) starts after this returns
             await asyncio.get_running_loop().run_in_executor(None, self._restore, tps)
@@ -199,7 +204,8 @@ class BoundedStore(faust_rocksdb.Store):
         try:
             restored = [restore_partition(self._db_for_partition(tp.partition), bootstrap,
                                           tp.topic, tp.partition, self.persisted_offset(tp),
-                                          min_records=_budget.bulk_restore_min_records,
+                                          min_records=1 if _budget.catch_up
+                                          else _budget.bulk_restore_min_records,
                                           consumer=consumer)
                         for tp in tps]
         finally:

@@ -59,30 +59,62 @@ class Tables:
     giving the partition's RocksDB store)."""
 
     def __init__(self, tables: Mapping[str, tuple[str, Callable[[int], Any]]], output: Any,
-                 batch: Callable[[], Any] = _rocksdict_batch) -> None:
+                 batch: Callable[[], Any] = _rocksdict_batch, staged: bool = False) -> None:
         self._changelog = {name: topic for name, (topic, _) in tables.items()}
         self._store_of = {name: store for name, (_, store) in tables.items()}
         self._table_of_topic = {topic: name for name, topic in self._changelog.items()}
         self._output = output
         self._batch = batch
         self._dirty: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
+        # staged (exactly once): rows whose changelog records are in a transaction that has
+        # not committed yet, newest layer first; written to the stores once it commits, so a
+        # store never holds what its changelog may not
+        self.staged = staged
+        self._layers: list[dict[tuple[str, int], dict[bytes, bytes | None]]] = \
+            [{}] if staged else []
+
+    def _held(self, table: str, partition: int) -> list[dict[bytes, bytes | None]]:
+        """Every held row set of the partition's table, newest first."""
+        out = []
+        rows = self._dirty.get((table, partition))
+        if rows:
+            out.append(rows)
+        for layer in self._layers:
+            rows = layer.get((table, partition))
+            if rows:
+                out.append(rows)
+        return out
 
     def get(self, table: str, partition: int, key: bytes) -> bytes | None:
         rows = self._dirty.get((table, partition))
         if rows is not None and key in rows:
             return rows[key]
+        for layer in self._layers:
+            rows = layer.get((table, partition))
+            if rows is not None and key in rows:
+                return rows[key]
         return self._store_of[table](partition).get(key)
 
     def get_many(self, table: str, partition: int, keys: Sequence[bytes]
                  ) -> list[bytes | None]:
         """The values of ``keys`` (held writes first, the rest in one multi-get)."""
-        rows = self._dirty.get((table, partition))
-        if not rows:
+        held = self._held(table, partition)
+        if not held:
             return self._store_of[table](partition).get(list(keys))
-        missing = [key for key in keys if key not in rows]
-        found = dict(zip(missing, self._store_of[table](partition).get(missing))) \
-            if missing else {}
-        return [rows[key] if key in rows else found[key] for key in keys]
+        out: list[bytes | None] = [None] * len(keys)
+        missing, where = [], []
+        for i, key in enumerate(keys):
+            for rows in held:
+                if key in rows:
+                    out[i] = rows[key]
+                    break
+            else:
+                missing.append(key)
+                where.append(i)
+        if missing:
+            for i, value in zip(where, self._store_of[table](partition).get(missing)):
+                out[i] = value
+        return out
 
     def set(self, table: str, partition: int, key: bytes, value: bytes) -> None:
         rows = self._dirty.get((table, partition))
@@ -94,8 +126,10 @@ class Tables:
         self.set(table, partition, key, None)  # type: ignore[arg-type]
 
     def items(self, table: str, partition: int) -> Iterator[tuple[bytes, bytes]]:
-        """Every row of the table's partition (the store's, then the batch's own writes)."""
-        rows = self._dirty.get((table, partition), {})
+        """Every row of the table's partition (the store's, then the held writes)."""
+        rows: dict[bytes, bytes | None] = {}
+        for held in reversed(self._held(table, partition)):  # oldest first, newest wins
+            rows.update(held)
         for key, value in self._store_of[table](partition).items():
             if key == OFFSET_KEY or key in rows:
                 continue
@@ -109,11 +143,25 @@ class Tables:
         return PartitionTables(self, partition)
 
     def flush(self) -> int:
-        """Write the held writes to the stores and their changelogs; the number of keys."""
+        """Write the held writes to their changelogs and to the stores (staged: to the open
+        transaction's layer, for :meth:`write_committed`); the number of keys."""
         dirty, self._dirty = self._dirty, {}
-        batches: dict[tuple[str, int], Any] = {}
         send = self._output.send
         written = 0
+        if self.staged:
+            layer = self._layers[0]
+            for (table, partition), rows in dirty.items():
+                topic = self._changelog[table]
+                for key, value in rows.items():
+                    send(topic, key, value, partition)
+                staged = layer.get((table, partition))
+                if staged is None:
+                    layer[table, partition] = rows
+                else:
+                    staged.update(rows)
+                written += len(rows)
+            return written
+        batches: dict[tuple[str, int], Any] = {}
         for (table, partition), rows in dirty.items():
             batch = batches[table, partition] = self._batch()
             topic = self._changelog[table]
@@ -127,6 +175,30 @@ class Tables:
         self._write(batches)
         return written
 
+    def cut(self) -> dict[tuple[str, int], dict[bytes, bytes | None]]:
+        """Staged: flush, and close the open transaction's layer (reads still see it) and open
+        the next; give the closed one to :meth:`write_committed` once its transaction commits."""
+        self.flush()
+        layer = self._layers[0]
+        self._layers.insert(0, {})
+        return layer
+
+    def write_committed(self, layer: dict[tuple[str, int], dict[bytes, bytes | None]]) -> None:
+        """Write a committed transaction's layer to the stores, with the stores' changelog
+        offsets moved to what was acknowledged."""
+        batches: dict[tuple[str, int], Any] = {}
+        for (table, partition), rows in layer.items():
+            batch = batches[table, partition] = self._batch()
+            for key, value in rows.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+        # the commit marker follows a transaction's last record on each partition it wrote (the
+        # worker is the only writer of its partitions): recovery resumes after it
+        self._write(batches, past=1)
+        self._layers = [held for held in self._layers if held is not layer]
+
     def persist_acked(self) -> None:
         """Move the stores' changelog offsets to what was acknowledged since the last flush,
         leaving held writes held. After a flush and the output's, nothing this worker wrote is
@@ -135,14 +207,14 @@ class Tables:
         reading the changelog after its own last write."""
         self._write({})
 
-    def _write(self, batches: dict[tuple[str, int], Any]) -> None:
+    def _write(self, batches: dict[tuple[str, int], Any], past: int = 0) -> None:
         for (topic, partition), offset in self._output.take_acked().items():
             table = self._table_of_topic.get(topic)
             if table is not None:
                 batch = batches.get((table, partition))
                 if batch is None:
                     batch = batches[table, partition] = self._batch()
-                batch.put(OFFSET_KEY, str(offset).encode())
+                batch.put(OFFSET_KEY, str(offset + past).encode())
         for (table, partition), batch in batches.items():
             self._store_of[table](partition).write(batch)
 

@@ -10,8 +10,9 @@ from stream_app.evaluation.learning import make_agent, simulation
 
 def test_light_models_give_the_same_decisions_as_the_worker_suite():
     # decisions read profiles, online segments, arms and the contextual state, never the River
-    # scores, so the benchmark may run with LIGHT_SUITE (docs/benchmarks/learning.md)
-    for name in ("engine_best", "engine_segment_arms"):
+    # scores, so the benchmark may run with LIGHT_SUITE (docs/benchmarks/learning.md); a
+    # propensity prior reads the per-offer propensity models alone, the same in both suites
+    for name in ("engine_best", "engine_segment_arms", "engine_segment_arms_propensity"):
         traces = []
         for light in (True, False):
             sim, _ = simulation(7, n_customers=150, days=2.0, drift_days=())

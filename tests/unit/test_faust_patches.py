@@ -71,3 +71,44 @@ def test_the_patches_wrap_what_they_say(tmp_path):
     asyncio.run(app.producer.flush())
     asyncio.run(app.tables.stop())
     assert calls == ["write_out", "faust_flush", "checkpoint", "stores_closed"]
+
+
+def _worker_consumer_isolation(tmp_path) -> str:
+    app = faust.App("isolation-test", broker="kafka://127.0.0.1:1", datadir=str(tmp_path),
+                    web_enabled=False)
+
+    async def create() -> str:
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        return consumer._isolation_level  # read by AIOKafkaConsumer.start() for its Fetcher
+
+    return asyncio.run(create())
+
+
+def test_read_committed_sets_the_isolation_of_every_worker_consumer(tmp_path):
+    try:
+        faust_patches.install_read_committed(True)
+        assert _worker_consumer_isolation(tmp_path / "a") == "read_committed"
+    finally:
+        faust_patches.install_read_committed(False)
+    assert _worker_consumer_isolation(tmp_path / "b") == "read_uncommitted"  # Faust's own
+
+
+def test_fausts_commits_become_the_workers_and_its_acks_are_pruned(tmp_path):
+    from faust.types import TP
+
+    app = faust.App("commit-test", broker="kafka://127.0.0.1:1", datadir=str(tmp_path),
+                    web_enabled=False)
+    calls = []
+
+    async def commit() -> bool:
+        calls.append("transaction")
+        return True
+
+    faust_patches.commit_by(app, commit)
+    consumer = app.consumer
+    tp = TP("requests", 0)
+    consumer._acked[tp].extend([0, 1, 2])
+    consumer._committed_offset[tp] = None
+    assert asyncio.run(consumer.commit()) is True
+    assert calls == ["transaction"]
+    assert consumer._acked[tp] == [] and consumer._committed_offset[tp] == 3
