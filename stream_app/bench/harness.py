@@ -43,6 +43,7 @@ from stream_app.bench.probes import (
 from stream_app.bench.report import markdown, phase_summary, plot, write_json
 from stream_app.bench.sandbox import Sandbox
 from stream_app.kafka.topics import INPUT_TOPICS
+from stream_app.settings import Settings
 
 
 class BenchError(RuntimeError):
@@ -242,7 +243,9 @@ class Harness:
                            rocksdb_memory_mb=p.rocksdb_memory_mb,
                            worker_command=p.worker_command())
         report: dict[str, Any] = {"name": p.name, "started_at": started_at,
-                                  "command": _command_line(), "params": p.as_json(),
+                                  "command": _command_line(),
+                                  "params": {**p.as_json(), "processing_guarantee":
+                                             Settings.from_env().processing_guarantee},
                                   "machine": machine()}
         with self.box as box:
             report["kafka"] = {"where": "external cluster" if box.external else "own local broker",

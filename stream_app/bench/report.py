@@ -157,7 +157,9 @@ def markdown(report: dict[str, Any]) -> str:
              f"{p['partitions']} partitions, ~{p['payload_bytes']} B requests, "
              f"{p['interactions_per_request']} interactions and {p['outcome_fraction']:.0%} "
              f"outcomes per request, attribution window {p['attribution_s']} s, flat-out window "
-             f"{p['window']:,} requests in flight, generator linger {p['linger_ms']} ms.", ""]
+             f"{p['window']:,} requests in flight, generator linger {p['linger_ms']} ms"
+             + (f", processing guarantee `{p['processing_guarantee']}`"
+                if p.get("processing_guarantee") else "") + ".", ""]
     lines += _phase_rows(report["phases"])
     rs = report["rss"]
     lines += ["", "| measure | value |", "|---|---|",

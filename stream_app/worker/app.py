@@ -97,6 +97,9 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         broker_commit_every=500,
         broker_commit_interval=settings.commit_interval_ms / 1000,
         table_cleanup_interval=60.0,
+        # no standby replicas: a partition that becomes active is caught up from its changelog
+        # by worker/restore.py, not by a standby's record-by-record reading
+        table_standby_replicas=0,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=20.0,

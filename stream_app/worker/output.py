@@ -54,8 +54,10 @@ class Output:
                  bulk_producer: Any = None, transactional_id: str | None = None,
                  transaction_timeout_ms: int = 10_000) -> None:
         self.transactional = transactional_id is not None
-        if producer is None and self.transactional:  # one lane: one transaction holds it all
-            producer = self._producer_for(bootstrap, linger_ms, {
+        if producer is None and self.transactional:
+            # one lane: one transaction holds it all; it lingers as the bulk lane does, since
+            # a read_committed consumer sees nothing before the commit anyway
+            producer = self._producer_for(bootstrap, bulk_linger_ms, {
                 "transactional.id": transactional_id,
                 "transaction.timeout.ms": transaction_timeout_ms})
         elif producer is None:

@@ -190,7 +190,11 @@ class BoundedStore(faust_rocksdb.Store):
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         standby = self.app.assignor.assigned_standbys()
         topics = self.table.changelog_topic.topics
-        tps = sorted(tp for tp in newly_assigned if tp.topic in topics and tp not in standby)
+        # transactional changelogs: every active partition, kept ones too (one watermark query
+        # when it is up to date): one whose store lags behind a trailing commit marker would
+        # hold Faust's recovery for good
+        candidates = assigned if _budget.catch_up else newly_assigned
+        tps = sorted(tp for tp in candidates if tp.topic in topics and tp not in standby)
         if tps and (_budget.bulk_restore_min_records > 0 or _budget.catch_up):
             # in a thread: the event loop keeps the consumer's heartbeats going meanwhile; Faust's
             # own recovery (which reads the persisted offsets) starts after this returns
