@@ -94,6 +94,7 @@ def test_outcomes_are_joined_after_partitions_move_to_a_new_worker(engine, make_
         after = [_outcome(d) for d in made]
     time.sleep(2.0)  # > broker_commit_interval: the first worker commits what it processed
 
+    assignments = len(_events(engine, "partitions_assigned"))
     (tmp_path / "b").mkdir()
     second = Engine(engine.settings.with_(data_dir=tmp_path / "b" / "state"), tmp_path / "b")
     second.start()
@@ -101,6 +102,9 @@ def test_outcomes_are_joined_after_partitions_move_to_a_new_worker(engine, make_
         # the first worker handed partitions over (flushed); the second took them
         _wait_for(lambda: _events(engine, "partitions_revoked"), 120, "the first worker to revoke")
         _wait_for(lambda: _held(second), 120, "the second worker to be assigned partitions")
+        # the first worker's own new assignment is logged once its stores caught up
+        _wait_for(lambda: len(_events(engine, "partitions_assigned")) > assignments, 120,
+                  "the first worker's new assignment")
         moved = set(_held(second))
         assert moved and not moved & set(_held(engine))
         # some of the decisions now belong to the second worker, which never made them
