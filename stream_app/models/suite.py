@@ -168,20 +168,12 @@ class ModelSuite:
         offers: Sequence[tuple[str, bool]],
         now_ms: int,
     ) -> np.ndarray:
-        """P(respond) for each ``(offer_id, urgent)``, aligned to ``offers``."""
+        """P(respond) for each ``(offer_id, urgent)``, aligned to ``offers``: each offer's own
+        model shrunk toward the engagement model by its trust."""
         base = features(profile, context, now_ms, self.profile_config)
         prior = self.engagement_model.predict(base)
-        out = np.empty(len(offers))
-        for i, (offer_id, urgent) in enumerate(offers):
-            model = self.propensity_models.get(offer_id)
-            if model is None or model.trained == 0:
-                out[i] = prior
-                continue
-            x = base | offer_features(profile, offer_key(offer_id), urgent, now_ms,
-                                      self.profile_config)  # fmt: skip
-            w = model.trained / (model.trained + self.config.propensity_prior)
-            out[i] = w * model.predict(x) + (1 - w) * prior
-        return out
+        p, trust = self._own_propensities(profile, base, offers, now_ms)
+        return trust * p + (1 - trust) * prior
 
     def offer_propensities(
         self,
@@ -193,13 +185,19 @@ class ModelSuite:
         """Each offer's own model alone (no shrinkage toward engagement), for a cold-start
         prior: P(respond) per ``(offer_id, urgent)`` and how far to trust it,
         ``trained / (trained + propensity_prior)`` (0 for an offer without a trained model)."""
+        if not any(m is not None and m.trained
+                   for m in (self.propensity_models.get(o) for o, _ in offers)):
+            return np.full(len(offers), 0.5), np.zeros(len(offers))
+        base = features(profile, context, now_ms, self.profile_config)
+        return self._own_propensities(profile, base, offers, now_ms)
+
+    def _own_propensities(self, profile: Profile, base: dict[str, float],
+                          offers: Sequence[tuple[str, bool]], now_ms: int
+                          ) -> tuple[np.ndarray, np.ndarray]:
         p, trust = np.full(len(offers), 0.5), np.zeros(len(offers))
-        models = [self.propensity_models.get(offer_id) for offer_id, _ in offers]
-        if not any(m is not None and m.trained for m in models):
-            return p, trust
         cfg = self.profile_config
-        base = features(profile, context, now_ms, cfg)
-        for i, ((offer_id, urgent), model) in enumerate(zip(offers, models)):
+        for i, (offer_id, urgent) in enumerate(offers):
+            model = self.propensity_models.get(offer_id)
             if model is None or model.trained == 0:
                 continue
             x = base | offer_features(profile, offer_key(offer_id), urgent, now_ms, cfg)

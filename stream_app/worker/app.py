@@ -75,11 +75,11 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
     partitions_work = role == "worker"
     runs_learner = role == "learner" or settings.learner == "embedded"
     contract = Contract.load(max_bytes=settings.max_message_bytes)
+    exactly_once = settings.processing_guarantee == "exactly_once"
     if settings.rocksdb_memory_mb:  # 0: Faust's own RocksDB options (no shared budget)
         storage.configure(settings.rocksdb_memory_mb, settings.bulk_restore_min_records,
-                          catch_up=settings.processing_guarantee == "exactly_once")
+                          catch_up=exactly_once)
     faust_patches.install_fetch_wait(settings.fetch_max_wait_ms)  # before Faust's consumer
-    exactly_once = settings.processing_guarantee == "exactly_once"
     faust_patches.install_read_committed(exactly_once)
     data_dir = settings.data_dir if partitions_work else settings.data_dir / "learner"
     app = faust.App(
