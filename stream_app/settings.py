@@ -104,6 +104,9 @@ class Settings:
     # names the worker's transactional id (<app id>-<worker id>); default: a hash of the host
     # name and the data directory, stable across restarts of the same worker
     worker_id: str = ""
+    # crash tests only: the worker kills itself at a named point of its write path
+    # (``worker/failpoints.py``); empty: never
+    fail_at: str = ""
     # the longest a fetch of the worker's consumer waits at the broker for records (Faust's own
     # 1,500 ms queued a steady input behind empty fetches: ``worker/faust_patches.py``)
     fetch_max_wait_ms: int = 20
@@ -164,6 +167,7 @@ class Settings:
             transaction_timeout_ms=int(env.get("STREAM_APP_TRANSACTION_TIMEOUT_MS",
                                                s.transaction_timeout_ms)),
             worker_id=env.get("STREAM_APP_WORKER_ID", s.worker_id),
+            fail_at=env.get("STREAM_APP_FAIL_AT", s.fail_at),
             rocksdb_memory_mb=int(env.get("STREAM_APP_ROCKSDB_MEMORY_MB", s.rocksdb_memory_mb)),
             bulk_restore_min_records=int(env.get("STREAM_APP_BULK_RESTORE_MIN_RECORDS",
                                                  s.bulk_restore_min_records)),
@@ -191,6 +195,9 @@ class Settings:
             raise ValueError("exactly_once needs the worker's own RocksDB store "
                              "(STREAM_APP_ROCKSDB_MEMORY_MB > 0): it reads the transactional "
                              "changelogs back")
+        from stream_app.worker.failpoints import Failpoint
+
+        Failpoint.parse(self.fail_at)  # a readable error for a wrong one
         if self.commit_interval_ms <= 0:
             raise ValueError(f"STREAM_APP_COMMIT_INTERVAL_MS must be > 0, not "
                              f"{self.commit_interval_ms}")

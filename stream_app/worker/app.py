@@ -41,6 +41,7 @@ from stream_app.schemas import Contract
 from stream_app.settings import Settings
 from stream_app.worker import collector, faust_patches, memory, storage
 from stream_app.worker.config_feed import ConfigFeed
+from stream_app.worker.failpoints import Failpoint
 from stream_app.worker.output import Output
 from stream_app.worker.probes import WorkerProbes, count_batch
 from stream_app.worker.snapshot_feed import SnapshotFeed
@@ -125,7 +126,10 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
                                                       str(data_dir)) if exactly_once else None,
                     transaction_timeout_ms=settings.transaction_timeout_ms)
     tables = Tables(changelogs, output, staged=exactly_once)
-    eos = ExactlyOnce(output, tables, settings.bootstrap_servers, app.conf.id) \
+    failpoint = Failpoint.parse(settings.fail_at, settings.topic)  # crash tests only
+    read_since_commit: set[str] = set()  # at least once: the inputs a commit covers
+    eos = ExactlyOnce(output, tables, settings.bootstrap_servers, app.conf.id,
+                      failpoint=failpoint) \
         if exactly_once else None
     positions = eos.positions if eos is not None else None
 
@@ -168,6 +172,9 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
             return
         tables.flush()
         await output.flush()
+        if failpoint is not None:
+            failpoint.reached("committing", read_since_commit)
+            read_since_commit.clear()
         tables.persist_acked()
 
     # before an offset commit, a revocation and a stop: no offset is committed before the
@@ -235,6 +242,9 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
                 positions.advance(read_from, partition, records[-1].offset)
         tables.flush()
         output.poll()
+        if failpoint is not None:
+            read_since_commit.add(read_from)
+            failpoint.reached("processed", (read_from,))
 
     @app.timer(interval=1.0)
     async def tick_idle_partitions() -> None:

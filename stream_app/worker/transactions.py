@@ -83,7 +83,7 @@ class ExactlyOnce:
     ``Tables``; ``group_id`` the consumer group whose offsets the transactions commit."""
 
     def __init__(self, output: Any, tables: Any, bootstrap: str, group_id: str,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, failpoint: Any = None) -> None:
         if not output.transactional or not tables.staged:
             raise ValueError("exactly once needs a transactional output and staged tables")
         self.output = output
@@ -93,6 +93,7 @@ class ExactlyOnce:
         self.group_id = group_id
         self.timeout_s = timeout_s
         self.commits = 0
+        self.failpoint = failpoint  # crash tests only (worker/failpoints.py)
         self._lock = asyncio.Lock()
         self._group: Any = None
         self._metadata: Any = None
@@ -123,6 +124,8 @@ class ExactlyOnce:
                 self.tables.write_committed(layer)  # empty
                 return False
             self.output.hold()
+            if self.failpoint is not None:
+                self.failpoint.reached("committing", {topic for topic, _ in offsets})
             loop = asyncio.get_running_loop()
             try:
                 await loop.run_in_executor(None, self.output.commit_transaction, offsets,
@@ -134,6 +137,8 @@ class ExactlyOnce:
                 raise
             finally:
                 self.output.release()
+            if self.failpoint is not None:
+                self.failpoint.reached("committed", {topic for topic, _ in offsets})
             self.tables.write_committed(layer)
             self.commits += 1
             return True

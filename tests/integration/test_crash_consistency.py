@@ -1,27 +1,32 @@
-"""A worker killed after it processed records and before it committed them: what it produced
-is never seen by read_committed consumers, its state never reaches its stores or changelogs,
-and after the restart each record has its effect once (worker/transactions.py).
+"""A worker killed in its write path (README, "Crashes: exactly once"), at the points where a
+kill did harm: the worker kills itself at a failpoint (``worker/failpoints.py``), after it
+processed a record and before, while or after it committed it. One test per kind of harm:
 
-Deterministic: the worker is restarted with a commit interval longer than the test, so the
-records are processed (their decisions visible to a read_uncommitted consumer) but not
-committed when it is killed. A read_uncommitted consumer then sees each of those decisions
-twice (the aborted one and the one made again); a read_committed one, once."""
+- an outcome's delta was lost: the settlement reached the local store before the delta reached
+  its topic and before the offset was committed, and the redelivered outcome was then taken for
+  a duplicate;
+- the local RocksDB store ran ahead of the changelog, so a worker restarted from the changelog
+  alone (a new machine, a rebalance) disagreed with the one that had kept its disk;
+- a redelivered request that got ``no_action`` (it leaves no open decision behind) was decided
+  a second time."""
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 
 import numpy as np
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from stream_app.core.catalogue import offer_key
 from stream_app.core.customer import CustomerState
 from stream_app.core.delta import outcome_rows
+from stream_app.partition.session import TABLES
 from stream_app.tools.chaos import local_rows, read_topic
+from stream_app.worker.failpoints import POINTS
 
 pytestmark = pytest.mark.integration
 
@@ -31,90 +36,117 @@ ONE_OFFER = {
     "use_cases": [{"id": "default", "policy": "thompson", "attribution_window_s": 3600,
                    "rules": {"fatigue": {"same_offer_s": 0}}}],
 }
+CUSTOMER = "c-crash"
 
 
-def _uncommitted(bootstrap: str, topic: str) -> Consumer:
-    """A consumer that sees records of open transactions too (what the worker produced)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"u-{uuid.uuid4().hex}",
-                         "isolation.level": "read_uncommitted", "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest"})
-    meta = consumer.list_topics(topic, timeout=15).topics[topic]
-    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-    return consumer
-
-
-def _read(consumer: Consumer, until, timeout_s: float = 60.0) -> list[dict]:
-    got: list[dict] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for msg in consumer.consume(500, 0.2):
-            if msg.error() is None and msg.value() is not None:
-                got.append(orjson.loads(msg.value()))
-        if until(got):
-            return got
-    raise AssertionError(f"timed out; got {got[-3:]}")
-
-
-def test_a_kill_before_the_commit_leaves_no_trace_and_loses_nothing(engine, make_request,
-                                                                    monkeypatch) -> None:
-    bootstrap = engine.settings.bootstrap_servers
+@pytest.fixture
+def decided(engine, make_request) -> dict:
+    """A committed offer to the customer, from a worker then stopped cleanly."""
     engine.publish_config(ONE_OFFER)
-    first = make_request(customer="c-crash", ts=int(time.time() * 1000))
-    d1 = engine.decide(first)  # committed
-    assert d1["offer_id"] == "cashback"
-
+    decision = engine.decide(make_request(customer=CUSTOMER, ts=_now()))
+    assert decision["offer_id"] == "cashback"
     engine.stop()
-    monkeypatch.setenv("STREAM_APP_COMMIT_INTERVAL_MS", "3600000")  # nothing commits
+    return decision
+
+
+def _crash(engine, monkeypatch, failpoint: str, topic: str, message: dict) -> None:
+    """Start the worker with ``failpoint``, send it ``message`` and wait until it killed
+    itself there."""
+    monkeypatch.setenv("STREAM_APP_FAIL_AT", failpoint)
     engine.start()
-    now = int(time.time() * 1000)
-    outcome = {"outcome_id": f"oc-{uuid.uuid4().hex}", "decision_id": d1["decision_id"],
-               "customer_id": "c-crash", "ts": now, "type": "clicked"}
-    offered = make_request(customer="c-crash", ts=now + 1)
-    nothing = make_request(customer="c-crash", ts=now + 2, channel="sms")  # no offer fits
-    engine.send("outcomes", "c-crash", outcome)
-    engine.send("decision-requests", "c-crash", offered)
-    engine.send("decision-requests", "c-crash", nothing)
-    wanted = {offered["request_id"], nothing["request_id"]}
-    seen = _uncommitted(bootstrap, engine.settings.topic("decisions"))
+    engine.send(topic, CUSTOMER, message)
     try:
-        _read(seen, lambda ms: wanted <= {m["request_id"] for m in ms})
-    finally:
-        seen.close()
-    time.sleep(1.5)  # the outcome, on its own topic, is processed too
-    engine.process.kill()  # processed and produced, not committed
-    engine.process.wait()
+        engine.process.wait(60)
+    except Exception:
+        raise AssertionError(f"the worker did not reach {failpoint}") from None
     engine.process = None
+    monkeypatch.delenv("STREAM_APP_FAIL_AT")
 
-    monkeypatch.delenv("STREAM_APP_COMMIT_INTERVAL_MS")
+
+def _restart(engine, make_request, topic: str, until) -> None:
+    """Restart, run until ``until(messages of topic)`` and the worker serves (its stores are
+    caught up), stop cleanly (every store written)."""
     engine.start()
-    engine.collect("decisions", lambda ms: wanted <= {m["request_id"] for m in ms})
-    engine.collect("delta-metrics", lambda ms: any(
-        m.get("outcome_id") == outcome["outcome_id"] for m in ms))
-    engine.stop()  # clean: every store written, nothing left to commit
+    engine.collect(topic, until)
+    engine.decide(make_request(customer="c-other", ts=_now()))
+    engine.stop()
 
-    # read_committed, from the start: one decision per request, one delta per outcome
-    decided = Counter(m["request_id"] for m in _committed(engine, "decisions"))
-    assert [decided[r["request_id"]] for r in (first, offered, nothing)] == [1, 1, 1]
-    everything = _uncommitted(bootstrap, engine.settings.topic("decisions"))
-    try:
-        written = Counter(m["request_id"] for m in _read(everything, lambda ms: sum(
-            m["request_id"] in wanted for m in ms) >= 4))
-    finally:
-        everything.close()
-    assert [written[r] for r in sorted(wanted)] == [2, 2]  # the kill did abort them
-    deltas_of = [r for m in _committed(engine, "delta-metrics") for r in outcome_rows(m)
-                 if r.get("outcome_id") == outcome["outcome_id"]]
-    assert len(deltas_of) == 1
-    # the arm learned the click once, and the changelog holds what the store holds
-    changelog = dict(read_topic(bootstrap, f"{engine.settings.app_id}-customers-changelog"))
-    state = CustomerState.decode(changelog[b"c-crash"], "c-crash")
+
+@pytest.mark.parametrize("point", POINTS)
+def test_an_outcome_has_its_delta_once_wherever_the_worker_dies(engine, decided, monkeypatch,
+                                                                make_request, point) -> None:
+    outcome = {"outcome_id": f"oc-{uuid.uuid4().hex}", "decision_id": decided["decision_id"],
+               "customer_id": CUSTOMER, "ts": _now(), "type": "clicked"}
+    _crash(engine, monkeypatch, f"{point}:outcomes", "outcomes", outcome)
+    _restart(engine, make_request, "delta-metrics",
+             lambda ms: any(m.get("outcome_id") == outcome["outcome_id"] for m in ms))
+
+    deltas = [r for m in _topic(engine, "delta-metrics") for r in outcome_rows(m)
+              if r.get("outcome_id") == outcome["outcome_id"]]
+    assert [d["decision_id"] for d in deltas] == [decided["decision_id"]]
+    changelog = _changelog(engine, "customers")
+    state = CustomerState.decode(changelog[CUSTOMER.encode()], CUSTOMER)
     succ, fail = state.arms.evidence(np.array([offer_key("cashback")], np.uint32), 0, None)
-    assert (succ[0], fail[0]) == (1.0, 0.0)
-    assert local_rows(engine.settings.data_dir) == {
-        k: v for k, v in changelog.items() if v is not None}
+    assert (succ[0], fail[0]) == (1.0, 0.0)  # learned once
+    assert _local(engine, "customers") == _live(changelog)
 
 
-def _committed(engine, name: str) -> list[dict]:
+def test_the_local_store_is_never_ahead_of_the_changelog(engine, decided, monkeypatch,
+                                                         make_request) -> None:
+    request = make_request(customer=CUSTOMER, ts=_now())
+    _crash(engine, monkeypatch, "processed:decision-requests", "decision-requests", request)
+    # where it died: on disk is what the committed changelog holds, table by table
+    for table in TABLES:
+        assert _local(engine, table) == _live(_changelog(engine, table)), table
+    _restart(engine, make_request, "decisions",
+             lambda ms: any(m["request_id"] == request["request_id"] for m in ms))
+    # a worker restarted from the changelog alone ends where the one that kept its disk did
+    kept = _local(engine, "customers")[CUSTOMER.encode()]
+    shutil.rmtree(engine.settings.data_dir)
+    engine.start()
+    engine.decide(make_request(customer="c-another", ts=_now()))  # recovered and serving
+    engine.stop()
+    assert _local(engine, "customers")[CUSTOMER.encode()] == kept
+    for table in TABLES:
+        assert _local(engine, table) == _live(_changelog(engine, table)), table
+
+
+def test_a_redelivered_no_action_request_is_decided_once(engine, decided, monkeypatch,
+                                                         make_request) -> None:
+    nothing = make_request(customer=CUSTOMER, ts=_now(), channel="sms")  # no offer fits
+    # its decision sent, its offset not committed
+    _crash(engine, monkeypatch, "committing:decision-requests", "decision-requests", nothing)
+    _restart(engine, make_request, "decisions",
+             lambda ms: any(m["request_id"] == nothing["request_id"] for m in ms))
+
+    ids: dict[str, set[str]] = defaultdict(set)
+    records: Counter[str] = Counter()
+    for m in _topic(engine, "decisions"):
+        ids[m["request_id"]].add(m["decision_id"])
+        records[m["request_id"]] += 1
+    assert len(ids[nothing["request_id"]]) == 1  # one decision
+    assert records[nothing["request_id"]] == 1  # sent once (read_committed)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _topic(engine, name: str) -> list[dict]:
+    """Every message of an output topic, read_committed."""
     return [orjson.loads(v) for _, v in read_topic(engine.settings.bootstrap_servers,
                                                    engine.settings.topic(name))
             if v is not None]
+
+
+def _changelog(engine, table: str) -> dict[bytes, bytes | None]:
+    return dict(read_topic(engine.settings.bootstrap_servers,
+                           f"{engine.settings.app_id}-{table}-changelog"))
+
+
+def _live(changelog: dict[bytes, bytes | None]) -> dict[bytes, bytes]:
+    return {k: v for k, v in changelog.items() if v is not None}
+
+
+def _local(engine, table: str) -> dict[bytes, bytes]:
+    return local_rows(engine.settings.data_dir, table) or {}
