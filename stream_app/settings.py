@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from stream_app.failpoints import Failpoint
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -105,7 +107,7 @@ class Settings:
     # name and the data directory, stable across restarts of the same worker
     worker_id: str = ""
     # crash tests only: the worker kills itself at a named point of its write path
-    # (``worker/failpoints.py``); empty: never
+    # (``stream_app/failpoints.py``); empty: never
     fail_at: str = ""
     # the longest a fetch of the worker's consumer waits at the broker for records (Faust's own
     # 1,500 ms queued a steady input behind empty fetches: ``worker/faust_patches.py``)
@@ -195,8 +197,6 @@ class Settings:
             raise ValueError("exactly_once needs the worker's own RocksDB store "
                              "(STREAM_APP_ROCKSDB_MEMORY_MB > 0): it reads the transactional "
                              "changelogs back")
-        from stream_app.worker.failpoints import Failpoint
-
         Failpoint.parse(self.fail_at)  # a readable error for a wrong one
         if self.commit_interval_ms <= 0:
             raise ValueError(f"STREAM_APP_COMMIT_INTERVAL_MS must be > 0, not "

@@ -29,8 +29,10 @@ records are not; a roll-up can be recomputed from them).
    settled as ignored because its topic is read later than the requests.
 4. *Idle partitions move with the wall clock.* When no record of the partition has been read
    for ``idle_ms``, its event time is the last record's plus the wall time since it was read
-   (``idle_until``; the worker ticks every partition once a second), so the timers of a
-   partition that stopped receiving traffic still fire.
+   (``idle_until``; the worker ticks every partition it owns once a second), so the timers of a
+   partition that stopped receiving traffic still fire. A partition that has read nothing since
+   its clock started (a restart, a new assignment) is at the wall clock once ``idle_ms`` has
+   passed, when rule 2 holds (``max_future_ms`` > 0).
 
 Rule 3 reads the Kafka timestamps of the records (``InputRecord.timestamp_ms``); records without
 one (in-process drivers) never count as lagging, so there event time is simply the largest
@@ -237,10 +239,13 @@ class PartitionClock:
 
     def idle_until(self) -> int | None:
         """Rule 4: the event time an idle partition has reached (the last record's plus the
-        wall time since it was read), or ``None`` while it is not idle (or has read nothing)."""
-        if self._time is None or self._read_at is None:
-            return None
+        wall time since it was read; the wall clock when it read nothing since it started), or
+        ``None`` while it is not idle."""
         now = self.rule.wall_ms()
+        if self._time is None or self._read_at is None:
+            if self.rule.max_future_ms and now - self._started_at >= self.rule.idle_ms:
+                return now  # read nothing since it started: the wall clock (rule 2's bound)
+            return None
         idle = now - self._read_at
         if idle < self.rule.idle_ms:
             return None

@@ -266,7 +266,7 @@ class PartitionSession:
     def tick_idle(self) -> Emitted | None:
         """Fire what is due on a partition that has read nothing for a while (its event time
         moves with the wall clock: ``PartitionClock.idle_until``); ``None`` when not idle."""
-        ts = None if self._clock is None else self._clock.idle_until()
+        ts = self.clock.idle_until()
         return None if ts is None else self.tick(ts)
 
     def _read_fleet(self) -> None:

@@ -41,7 +41,7 @@ from stream_app.schemas import Contract
 from stream_app.settings import Settings
 from stream_app.worker import collector, faust_patches, memory, storage
 from stream_app.worker.config_feed import ConfigFeed
-from stream_app.worker.failpoints import Failpoint
+from stream_app.failpoints import Failpoint
 from stream_app.worker.output import Output
 from stream_app.worker.probes import WorkerProbes, count_batch
 from stream_app.worker.snapshot_feed import SnapshotFeed
@@ -138,6 +138,7 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
     feed.on_change.append(lambda cfg: state.__setitem__("decider", Decider(cfg, settings.seed)))
 
     sessions: dict[int, PartitionSession] = {}
+    owned: set[int] = set()  # the partitions assigned to this worker
     pseudonyms = Pseudonyms(settings.pseudonymise_key)  # customer ids on analytics outputs
 
     def session_for(partition: int) -> PartitionSession:
@@ -249,7 +250,11 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
     @app.timer(interval=1.0)
     async def tick_idle_partitions() -> None:
         """A partition that read nothing for a while still fires its attribution timers: its
-        event time moves with the wall clock (``partition/clock.py``, rule 4)."""
+        event time moves with the wall clock (``partition/clock.py``, rule 4). Every partition
+        this worker owns is ticked, once its tables are recovered, read since or not."""
+        if owned and app.tables.recovery.completed.is_set() and not app.rebalancing:
+            for partition in sorted(owned - sessions.keys()):
+                session_for(partition)
         fired = False
         for session in list(sessions.values()):
             emitted = session.tick_idle()
@@ -270,8 +275,10 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
-        log.info("partitions_assigned",
-                 partitions=sorted({tp.partition for tp in assigned if tp.topic in inputs}))
+        parts = {tp.partition for tp in assigned if tp.topic in inputs}
+        if partitions_work:
+            owned.update(parts)
+        log.info("partitions_assigned", partitions=sorted(parts))
 
     @app.on_partitions_revoked.connect
     async def hand_over(app: faust.App, revoked: Any, **kwargs: Any) -> None:
@@ -280,6 +287,7 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         parts = sorted({tp.partition for tp in revoked if tp.topic in inputs})
         for partition in parts:
             sessions.pop(partition, None)
+            owned.discard(partition)
         if any(tp.topic == learning_topic for tp in revoked):
             hand_over_learner()
         await write_out()

@@ -93,7 +93,7 @@ class ExactlyOnce:
         self.group_id = group_id
         self.timeout_s = timeout_s
         self.commits = 0
-        self.failpoint = failpoint  # crash tests only (worker/failpoints.py)
+        self.failpoint = failpoint  # crash tests only (stream_app/failpoints.py)
         self._lock = asyncio.Lock()
         self._group: Any = None
         self._metadata: Any = None

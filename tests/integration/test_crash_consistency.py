@@ -1,5 +1,5 @@
 """A worker killed in its write path (README, "Crashes: exactly once"), at the points where a
-kill did harm: the worker kills itself at a failpoint (``worker/failpoints.py``), after it
+kill did harm: the worker kills itself at a failpoint (``stream_app/failpoints.py``), after it
 processed a record and before, while or after it committed it. One test per kind of harm:
 
 - an outcome's delta was lost: the settlement reached the local store before the delta reached
@@ -26,7 +26,7 @@ from stream_app.core.customer import CustomerState
 from stream_app.core.delta import outcome_rows
 from stream_app.partition.session import TABLES
 from stream_app.tools.chaos import local_rows, read_topic
-from stream_app.worker.failpoints import POINTS
+from stream_app.failpoints import POINTS
 
 pytestmark = pytest.mark.integration
 

@@ -139,3 +139,26 @@ def test_without_a_valid_config_the_worker_waits_then_answers_and_fires_idle_tim
     finally:
         engine.close()
         os.environ.pop("STREAM_APP_IDLE_AFTER_S", None)
+
+
+def test_a_restarted_worker_fires_the_timers_of_a_partition_that_reads_nothing(
+        engine, make_request, two_offers, monkeypatch) -> None:
+    """Killed while a decision was open, restarted after its window ended, and no record ever
+    reaches that partition again: the decision is still settled as ignored (rule 4)."""
+    monkeypatch.setenv("STREAM_APP_IDLE_AFTER_S", "1")
+    window_s = 5
+    engine.publish_config({**two_offers, "version": "idle-restart",
+                           "use_cases": [{**two_offers["use_cases"][0],
+                                          "attribution_window_s": window_s}]})
+    engine.stop()  # restarted with the idle setting
+    engine.start()
+    decision = engine.decide(make_request(ts=now_ms()))  # committed
+    engine.process.kill()
+    engine.process.wait()
+    engine.process = None
+    time.sleep(window_s)
+    engine.start()
+    mine = decision["decision_id"]
+    [ignored] = [m for m in engine.collect("delta-metrics", lambda ms: any(
+        m.get("decision_id") == mine for m in ms), 60) if m.get("decision_id") == mine]
+    assert ignored["ignored"] is True and ignored["actual"] == 0.0

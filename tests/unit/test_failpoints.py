@@ -1,4 +1,4 @@
-"""Failpoints (worker/failpoints.py): the process dies at its point, with its input, once."""
+"""Failpoints (stream_app/failpoints.py): the process dies at its point, with its input, once."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from stream_app.settings import Settings
-from stream_app.worker.failpoints import Failpoint
+from stream_app.failpoints import Failpoint
 
 SCRIPT = """
-from stream_app.worker.failpoints import Failpoint
+from stream_app.failpoints import Failpoint
 point = Failpoint.parse("committing:outcomes", lambda name: "p-" + name)
 point.reached("processed", {"p-outcomes"})  # another point
 point.reached("committing", {"p-decision-requests"})  # another input
