@@ -30,9 +30,11 @@ records are not; a roll-up can be recomputed from them).
 4. *Idle partitions move with the wall clock.* When no record of the partition has been read
    for ``idle_ms``, its event time is the last record's plus the wall time since it was read
    (``idle_until``; the worker ticks every partition it owns once a second), so the timers of a
-   partition that stopped receiving traffic still fire. A partition that has read nothing since
-   its clock started (a restart, a new assignment) is at the wall clock once ``idle_ms`` has
-   passed, when rule 2 holds (``max_future_ms`` > 0).
+   partition that stopped receiving traffic still fire. A clock started on a partition's state
+   (a restart, a new assignment) resumes from the latest decision that state holds, as if that
+   were the last record read when the clock started (``resume``): a partition that reads
+   nothing after a restart still fires its timers, and no restart moves event time further
+   than its records did.
 
 Rule 3 reads the Kafka timestamps of the records (``InputRecord.timestamp_ms``); records without
 one (in-process drivers) never count as lagging, so there event time is simply the largest
@@ -182,6 +184,13 @@ class PartitionClock:
         becomes churn labels (``ModelSuite.silence_due_ms``)."""
         self.timers.push(due_ms, f"{SILENCE_TIMER}{_SEP}{customer_id}")
 
+    def resume(self, ts: int) -> None:
+        """The clock starts on a partition whose state holds decisions up to event time ``ts``:
+        rule 4 counts the wall time since the start from there, until a record is read."""
+        if self._time is None or ts > self._time:
+            self._time = ts
+            self._read_at = self._started_at if self._read_at is None else self._read_at
+
     def admit(self, ts: int) -> None:
         """Raise ``TimestampRefused`` for a record stamped too far ahead of the wall clock."""
         limit = self.rule.max_future_ms
@@ -239,13 +248,11 @@ class PartitionClock:
 
     def idle_until(self) -> int | None:
         """Rule 4: the event time an idle partition has reached (the last record's plus the
-        wall time since it was read; the wall clock when it read nothing since it started), or
-        ``None`` while it is not idle."""
-        now = self.rule.wall_ms()
+        wall time since it was read), or ``None`` while it is not idle (or has read nothing and
+        resumed from nothing)."""
         if self._time is None or self._read_at is None:
-            if self.rule.max_future_ms and now - self._started_at >= self.rule.idle_ms:
-                return now  # read nothing since it started: the wall clock (rule 2's bound)
             return None
+        now = self.rule.wall_ms()
         idle = now - self._read_at
         if idle < self.rule.idle_ms:
             return None

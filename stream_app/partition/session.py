@@ -284,6 +284,7 @@ class PartitionSession:
         if clock is None:
             clock = self._clock = PartitionClock(rule=self._event_time)
             unreadable = 0
+            latest = None  # the latest decision the state holds: where event time resumes
             reopen = self.view.budget.reopen
             silence_due = self.view.suite.silence_due_ms
             for key, raw in self.store.items("customers"):
@@ -292,6 +293,8 @@ class PartitionSession:
                     for pending in customer.decisions:
                         clock.schedule(pending)
                         reopen(pending)  # an open offer counts against its budget
+                        if latest is None or pending.decided_at_ms > latest:
+                            latest = pending.decided_at_ms
                     due = silence_due(customer.profile)
                     if due is not None:
                         clock.schedule_silence(cid, due)
@@ -305,6 +308,8 @@ class PartitionSession:
                     unreadable += 1
             if unreadable:
                 log.warning("customers_unreadable", partition=self.partition, count=unreadable)
+            if latest is not None:
+                clock.resume(latest)
         return clock
 
     # -- the three inputs --------------------------------------------------------------------
