@@ -94,7 +94,7 @@ _DEDUP = struct.Struct("<BxHHH")  # DedupWindow's own (version 2) header, rebuil
 # history layout: bits 0-1 the width of a contact's code (``_CODE_WIDTHS``), bits 2-3 of its time
 _TIMES_5 = 4  # a 5-byte offset from the oldest contact (the history spans 49.7 days or more)
 _TIMES_8 = 8  # the whole int64 time (the history spans 34.8 years or more)
-_CODE_WIDTHS = ((32, "<u1", 0), (8192, "<u2", 1), (2**29, "<u4", 2))  # table size, dtype, bits
+_CODE_WIDTHS = ((32, "B", 0), (8192, "H", 1), (2**29, "I", 2))  # table size, struct code, bits
 _CODE_DTYPES = (np.dtype("<u1"), np.dtype("<u2"), np.dtype("<u4"))
 _CHANNEL_BITS = 3
 _CHANNEL_MASK = (1 << _CHANNEL_BITS) - 1
@@ -339,33 +339,36 @@ def _decode_arms(data: bytes, pos: int) -> tuple[Arms, int]:
 
 
 def _encode_history(history: ContactHistory, arm_keys: np.ndarray) -> bytes:
+    # plain Python over the few contacts of a customer: a dozen numpy calls on arrays of a
+    # handful of items cost more than the work
     rec = history.records
     n = len(rec)
     if not n:
         return _HISTORY.pack(history.capacity, 0, 0)
-    keys = rec["offer_key"]
+    contacts = rec.tolist()  # (ts_ms, offer_key, channel) each
     # each contact's offer is its place among the arms' keys (sorted), else among the extras
-    pos = np.minimum(arm_keys.searchsorted(keys), max(len(arm_keys) - 1, 0))
-    known = arm_keys[pos] == keys if len(arm_keys) else np.zeros(n, bool)
-    extra = np.unique(keys[~known]) if not known.all() else keys[:0]
-    index = np.where(known, pos, len(arm_keys) + extra.searchsorted(keys))
+    place: dict[int, int] = {}
+    for i, key in enumerate(arm_keys.tolist()):
+        place.setdefault(key, i)
+    extra = sorted({key for _, key, _ in contacts if key not in place})
+    for i, key in enumerate(extra, len(arm_keys)):
+        place[key] = i
     table = len(arm_keys) + len(extra)
-    dtype, layout = next((d, bits) for limit, d, bits in _CODE_WIDTHS if table <= limit)
-    codes = ((index.astype(np.uint32) << _CHANNEL_BITS) | rec["channel"]).astype(dtype)
-    ts = rec["ts_ms"]
-    base = int(ts[0])
-    span = int(ts[-1]) - base
-    if span < 2**32:
-        times = (ts - base).astype("<u4").tobytes()
+    code, layout = next((c, bits) for limit, c, bits in _CODE_WIDTHS if table <= limit)
+    codes = [place[key] << _CHANNEL_BITS | channel for _, key, channel in contacts]
+    base = contacts[0][0]
+    span = contacts[-1][0] - base
+    if span < 2**32:  # offsets from the oldest contact (modulo 2**32, as a cast to uint32)
+        times = struct.pack(f"<{n}I", *[(ts - base) & 0xFFFFFFFF for ts, _, _ in contacts])
     elif span < 2**40:  # 49.7 days to 34.8 years: the low 5 bytes of each offset
         layout |= _TIMES_5
-        times = (ts - base).astype("<u8").view(np.uint8).reshape(n, 8)[:, :5].tobytes()
+        times = (rec["ts_ms"] - base).astype("<u8").view(np.uint8).reshape(n, 8)[:, :5].tobytes()
     else:
         layout |= _TIMES_8
-        times = ts.astype("<i8").tobytes()
+        times = rec["ts_ms"].astype("<i8").tobytes()
     return b"".join((_HISTORY.pack(history.capacity, n, layout),
-                     _BASE.pack(base, len(extra)), extra.astype("<u4").tobytes(),
-                     times, codes.tobytes()))
+                     _BASE.pack(base, len(extra)), struct.pack(f"<{len(extra)}I", *extra),
+                     times, struct.pack(f"<{n}{code}", *codes)))
 
 
 def _decode_history(data: bytes, pos: int, arm_keys: np.ndarray) -> tuple[ContactHistory, int]:

@@ -118,10 +118,11 @@ def evaluate(
     for cond in rules.eligibility:
         if not cond.holds(facts):
             remove(everyone, f"eligibility: {cond.describe()}")
-    for i, oid in enumerate(offers.ids):
-        for cond in rules.offer_eligibility.get(oid, ()):
-            if not cond.holds(facts):
-                remove(np.arange(n) == i, f"eligibility: {cond.describe()}")
+    if rules.offer_eligibility:
+        for i, oid in enumerate(offers.ids):
+            for cond in rules.offer_eligibility.get(oid, ()):
+                if not cond.holds(facts):
+                    remove(np.arange(n) == i, f"eligibility: {cond.describe()}")
     if rules.check_validity:
         remove(now_ms < offers.valid_from_ms, "validity: not yet valid")
         remove(now_ms >= offers.valid_to_ms, "validity: expired")

@@ -17,6 +17,7 @@ from stream_app.core.delta import outcome_rows
 from stream_app.evaluation import engine_agent
 from stream_app.partition import DictStore, InputRecord, PartitionSession
 from stream_app.partition.session import default_contract
+from stream_app.partition.state import PartitionState
 from stream_app.fleet import POPULATION_KEY
 from stream_app.simulator import default_engine_config
 from stream_app.worker import app as worker_app
@@ -226,6 +227,22 @@ def test_a_batched_partition_equals_the_one_at_a_time_partition(decider, sizes):
     one_by_one = run_in_batches(decider, msgs, [1])
     assert sum(map(len, one_by_one[0].values())) > 40
     assert run_in_batches(decider, msgs, sizes) == one_by_one
+
+
+def test_customers_kept_decoded_between_batches_change_nothing(decider, monkeypatch):
+    # a customer read again is the decoded copy of the value the partition wrote: the same
+    # partition decoding every customer from the store sends and stores exactly the same
+    decoded = []
+    decode = CustomerState.decode
+    monkeypatch.setattr(CustomerState, "decode",
+                        staticmethod(lambda *a, **k: decoded.append(1) or decode(*a, **k)))
+    msgs = messages(4, 6)
+    kept = run_in_batches(decider, msgs, [1])
+    decoded_with_kept = len(decoded)
+    decoded.clear()
+    monkeypatch.setattr(PartitionState, "_keep_decoded", lambda self: None)
+    assert run_in_batches(decider, msgs, [1]) == kept
+    assert decoded_with_kept < len(decoded) / 2
 
 
 def test_the_worker_and_both_benchmarks_drive_the_same_partition_class(decider):
