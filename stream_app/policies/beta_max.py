@@ -58,14 +58,30 @@ _betainc = types.ExternalFunction(
     "stream_app_betainc", types.float64(types.float64, types.float64, types.float64, types.intc))
 
 
+# the last results, by their exact inputs: customers without evidence of their own share their
+# posteriors (their segment's and the population's evidence), so most decisions of a snapshot
+# ask for the same few integrals
+_REMEMBERED = 4096
+_remembered: dict[bytes, np.ndarray] = {}
+
+
 def win_probabilities(alpha: np.ndarray, beta: np.ndarray, per_arm: int = 17, z: float = 6.0,
                       uniform: int = 32) -> np.ndarray:
-    """P(arm i's Beta(alpha_i, beta_i) draw is the largest), for every arm; sums to one."""
+    """P(arm i's Beta(alpha_i, beta_i) draw is the largest), for every arm; sums to one (a
+    read-only array: the same result may be handed out again for the same inputs)."""
     a = np.ascontiguousarray(alpha, np.float64)
     b = np.ascontiguousarray(beta, np.float64)
     if len(a) == 1:
         return np.ones(1)
-    return _win_probabilities(a, b, per_arm, z, uniform)
+    key = b"%d|%r|%d|" % (per_arm, z, uniform) + a.tobytes() + b.tobytes()
+    p = _remembered.get(key)
+    if p is None:
+        p = _win_probabilities(a, b, per_arm, z, uniform)
+        p.setflags(write=False)
+        if len(_remembered) >= _REMEMBERED:
+            del _remembered[next(iter(_remembered))]
+        _remembered[key] = p
+    return p
 
 
 @numba.njit(cache=True)

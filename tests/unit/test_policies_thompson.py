@@ -184,3 +184,18 @@ def test_win_probabilities_are_a_distribution_that_follows_the_arms(arms, seed):
     assert win_probabilities(alpha[order], beta[order]) == pytest.approx(p[order], abs=1e-12)
     for i, j in zip(*np.nonzero((alpha[:, None] == alpha) & (beta[:, None] == beta))):
         assert p[i] == p[j]
+
+
+def test_a_remembered_win_probability_is_the_one_computed_and_cannot_be_changed():
+    from stream_app.policies import beta_max
+
+    alpha, beta = np.array([2.0, 5.0, 1.5]), np.array([7.0, 3.0, 1.5])
+    beta_max._remembered.clear()
+    first = beta_max.win_probabilities(alpha, beta)
+    again = beta_max.win_probabilities(alpha.copy(), beta.copy())
+    assert again is first  # remembered by its inputs' values
+    fresh = beta_max._win_probabilities(alpha, beta, 17, 6.0, 32)
+    assert np.array_equal(first, fresh)
+    assert beta_max.win_probabilities(alpha, beta, per_arm=9) is not first  # other inputs
+    with pytest.raises(ValueError):
+        first[0] = 1.0
