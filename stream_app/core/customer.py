@@ -72,7 +72,8 @@ from stream_app.experiments.enrolment import Enrolments
 from stream_app.profile import Profile, ProfileCodecError
 from stream_app.rules.history import CONTACT_DTYPE, MAX_CAPACITY, ContactHistory
 
-__all__ = ["CustomerState", "CustomerCodecError", "OPTED_OUT", "RECENT_EVENTS", "SEEN_OUTCOMES"]
+__all__ = ["CustomerState", "CustomerCodecError", "OPTED_OUT", "RECENT_EVENTS", "SEEN_OUTCOMES",
+           "timers_of"]
 
 OPTED_OUT = 1  # flag: the customer opted out of contact (withdraws consent on every channel)
 # Interaction ids remembered per customer: a redelivery repeats what was read since the last
@@ -309,6 +310,32 @@ class CustomerState:
         data = bytes(data)
         _, _, n = read_header(data, _HEADER, _VERSION, CustomerCodecError, "customer state")
         return _unpack_decisions(data, n, customer_id)[0]
+
+
+def timers_of(data: bytes | None, customer_id: str) -> tuple[tuple[PendingDecision, ...],
+                                                              Profile | None]:
+    """The pending decisions and the profile of a stored value, what a partition's timers are
+    rebuilt from (a start-up scan of every customer): the arms, the history and the id windows
+    are not read. ``None`` for the profile of a value written before version 3.
+
+    >>> timers_of(CustomerState.empty().encode(), "c-1")[0]
+    ()
+    """
+    if not data or data[0] in (1, 2):
+        state = CustomerState.decode(data, customer_id)
+        return state.decisions, state.profile
+    data = bytes(data)
+    _, _, n = read_header(data, _HEADER, _VERSION, CustomerCodecError, "customer state")
+    decisions, pos = _unpack_decisions(data, n, customer_id)
+    try:
+        (size,) = _U2.unpack_from(data, pos)
+        if not size:
+            raise CustomerCodecError("customer state has no profile")
+        return decisions, Profile.decode(data[pos + 2:pos + 2 + size])
+    except struct.error:
+        raise CustomerCodecError("customer state is cut short") from None
+    except ProfileCodecError as exc:
+        raise CustomerCodecError(f"customer state: {exc}") from None
 
 
 def _unpack_decisions(data: bytes, n: int, customer_id: str | None

@@ -37,14 +37,14 @@ with its own lessons since on top (``FleetView``); the lessons of a batch leave 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import structlog
 
-from stream_app.core.customer import CustomerState
+from stream_app.core.customer import CustomerState, timers_of
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.feedback import PendingDecision
 from stream_app.deadletter import dead_letter, letter_key
@@ -168,6 +168,7 @@ class PartitionSession:
         self.view = FleetView(source_of(partition),
                               time.time_ns() // 1000 if epoch is None else epoch, seed=seed)
         self._clock: PartitionClock | None = None
+        self._building: Iterator[None] | None = None  # a clock rebuild in steps, under way
         self._event_time = event_time or EventTimeRule.default()
         self._state = PartitionState(store)
         self._horizon_ms: int | None = None  # the partition's event time before this record
@@ -280,37 +281,56 @@ class PartitionSession:
     def clock(self) -> PartitionClock:
         """The partition's event time and timers, rebuilt on first use from the open decisions
         kept in the customers' values (read without decoding the rest of each value)."""
-        clock = self._clock
-        if clock is None:
-            clock = self._clock = PartitionClock(rule=self._event_time)
-            unreadable = 0
-            latest = None  # the latest decision the state holds: where event time resumes
-            reopen = self.view.budget.reopen
-            silence_due = self.view.suite.silence_due_ms
-            for key, raw in self.store.items("customers"):
-                try:
-                    customer = CustomerState.decode(raw, cid := key.decode())
-                    for pending in customer.decisions:
-                        clock.schedule(pending)
-                        reopen(pending)  # an open offer counts against its budget
-                        if latest is None or pending.decided_at_ms > latest:
-                            latest = pending.decided_at_ms
-                    due = silence_due(customer.profile)
-                    if due is not None:
-                        clock.schedule_silence(cid, due)
-                except ValueError:  # CustomerCodecError, or a value without its customer id
-                    unreadable += 1  # written by an incompatible version: never joined again
-            for key, raw in self.store.items("enrolments"):
-                try:
-                    for e in Enrolments.decode(raw).open():
-                        clock.schedule_enrolment(key.decode(), e.experiment, e.until_ms)
-                except ValueError:
-                    unreadable += 1
-            if unreadable:
-                log.warning("customers_unreadable", partition=self.partition, count=unreadable)
-            if latest is not None:
-                clock.resume(latest)
-        return clock
+        if self._clock is None:
+            for _ in self.rebuild_clock():
+                pass
+        return self._clock
+
+    def rebuild_clock(self, chunk: int = 10_000) -> Iterator[None]:
+        """Rebuild the clock, pausing (a ``yield``) after every ``chunk`` customers, so a
+        driver with other work (the worker's event loop: commits, heartbeats) can do it in
+        steps; the clock is in place once the iteration ends. A use of ``clock`` meanwhile
+        finishes the rebuild at once."""
+        if self._clock is not None:
+            return
+        building = self._building
+        if building is None:
+            building = self._building = self._rebuild(chunk)
+        for _ in building:
+            yield
+
+    def _rebuild(self, chunk: int) -> Iterator[None]:
+        clock = PartitionClock(rule=self._event_time)
+        unreadable = 0
+        latest = None  # the latest decision the state holds: where event time resumes
+        reopen = self.view.budget.reopen
+        silence_due = self.view.suite.silence_due_ms
+        for n, (key, raw) in enumerate(self.store.items("customers"), 1):
+            try:
+                decisions, profile = timers_of(raw, cid := key.decode())
+                for pending in decisions:
+                    clock.schedule(pending)
+                    reopen(pending)  # an open offer counts against its budget
+                    if latest is None or pending.decided_at_ms > latest:
+                        latest = pending.decided_at_ms
+                due = silence_due(profile)
+                if due is not None:
+                    clock.schedule_silence(cid, due)
+            except ValueError:  # CustomerCodecError, or a value without its customer id
+                unreadable += 1  # written by an incompatible version: never joined again
+            if n % chunk == 0:
+                yield
+        for key, raw in self.store.items("enrolments"):
+            try:
+                for e in Enrolments.decode(raw).open():
+                    clock.schedule_enrolment(key.decode(), e.experiment, e.until_ms)
+            except ValueError:
+                unreadable += 1
+        if unreadable:
+            log.warning("customers_unreadable", partition=self.partition, count=unreadable)
+        if latest is not None:
+            clock.resume(latest)
+        self._clock, self._building = clock, None
 
     # -- the three inputs --------------------------------------------------------------------
     def _answer(self, request: dict[str, Any], record: InputRecord, decider: Decider,

@@ -235,7 +235,10 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         metrics.count_in(read_from, len(events))
         send = output.send
         for partition, records in shares.items():
-            emitted = session_for(partition).process(source, records)
+            session = session_for(partition)
+            for _ in session.rebuild_clock():  # its first batch: timers rebuilt in steps
+                await asyncio.sleep(0)
+            emitted = session.process(source, records)
             for topic_name, key, value in emitted.records:
                 send(topic_name, key, value)
             count_batch(read_from, partition, emitted)
@@ -254,7 +257,13 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         this worker owns is ticked, once its tables are recovered, read since or not."""
         if owned and app.tables.recovery.completed.is_set() and not app.rebalancing:
             for partition in sorted(owned - sessions.keys()):
-                session_for(partition)
+                # its timers are rebuilt from every customer of the partition: in steps, so
+                # commits and heartbeats go on (a transaction left open longer than
+                # STREAM_APP_TRANSACTION_TIMEOUT_MS is aborted by the broker)
+                for _ in session_for(partition).rebuild_clock():
+                    await asyncio.sleep(0)
+                    if partition not in owned:  # revoked meanwhile: its store is closed
+                        break
         fired = False
         for session in list(sessions.values()):
             emitted = session.tick_idle()

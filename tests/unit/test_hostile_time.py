@@ -251,6 +251,33 @@ def test_a_restarted_partition_that_reads_nothing_still_fires_its_timers(decider
     assert PartitionSession(1, DictStore(), lambda: decider, event_time=rule).tick_idle() is None
 
 
+def test_the_timers_can_be_rebuilt_in_steps(decider):
+    start = 1_800_000_000_000
+    wall = FakeWall(start)
+    rule = EventTimeRule(max_future_ms=300_000, lag_ms=5_000, idle_ms=10_000, wall_ms=wall)
+    store = DictStore()
+    made = offers(PartitionSession(0, store, lambda: decider, event_time=rule), 0, 5, start)
+    stepped = PartitionSession(0, store, lambda: decider, event_time=rule)
+    steps = stepped.rebuild_clock(chunk=2)
+    next(steps)  # two customers read, the clock not in place yet
+    assert stepped._clock is None
+    assert sum(1 for _ in steps) == 1  # four read; the fifth ends it
+    wall.at = start + WINDOW_MS + 10_000
+    rows = settled(stepped.tick_idle())
+    assert sorted(r["decision_id"] for r in rows) == sorted(d["decision_id"] for d in made)
+    # the timers come from each value's decisions and profile alone
+    from stream_app.core.customer import CustomerState, timers_of
+
+    for key, raw in store.items("customers"):
+        full = CustomerState.decode(raw, key.decode())
+        decisions, profile = timers_of(raw, key.decode())
+        assert decisions == full.decisions and profile.encode() == full.profile.encode()
+    # a use of the clock during a stepped rebuild finishes it at once
+    halfway = PartitionSession(0, store, lambda: decider, event_time=rule)
+    next(halfway.rebuild_clock(chunk=2))
+    assert halfway.clock is not None and list(halfway.rebuild_clock()) == []
+
+
 def test_the_event_time_rule_comes_from_the_settings():
     from stream_app.settings import Settings
 
