@@ -17,7 +17,7 @@ twice. An interaction is recognised by its ``event_id`` among the customer's las
 
     header     4   version (3), flags, number of decisions (uint16)
     decisions      each ``PendingDecision.pack`` (about 80 B open, 90 B settled), customer
-                   id left out (it is the key); first, so ``decisions_of`` reads them alone
+                   id left out (it is the key); first, so ``timers_of`` reads them alone
     profile    2 + PROFILE_BYTES (488)
     arms      12 + 12 per offer: updated_at_ms, count, (key, successes, failures) records
     history    5   capacity, count, layout; when not empty, + 2 + 4 per offer key that is not
@@ -46,7 +46,7 @@ outcome window and decisions start empty.
 >>> d = CustomerState.decode(c.encode(), customer_id="c-1")
 >>> d.profile == c.profile, d.history == c.history, d.decision("dc-1") == p
 (True, True, True)
->>> CustomerState.decisions_of(c.encode(), "c-1") == (p,)
+>>> CustomerState.timers_of(c.encode(), "c-1") == ((p,), c.profile)
 True
 >>> d.recent_events.seen_before("ev-1"), CustomerState.empty().recent_events.seen_before("ev-1")
 (True, False)
@@ -72,8 +72,7 @@ from stream_app.experiments.enrolment import Enrolments
 from stream_app.profile import Profile, ProfileCodecError
 from stream_app.rules.history import CONTACT_DTYPE, MAX_CAPACITY, ContactHistory
 
-__all__ = ["CustomerState", "CustomerCodecError", "OPTED_OUT", "RECENT_EVENTS", "SEEN_OUTCOMES",
-           "timers_of"]
+__all__ = ["CustomerState", "CustomerCodecError", "OPTED_OUT", "RECENT_EVENTS", "SEEN_OUTCOMES"]
 
 OPTED_OUT = 1  # flag: the customer opted out of contact (withdraws consent on every channel)
 # Interaction ids remembered per customer: a redelivery repeats what was read since the last
@@ -275,13 +274,8 @@ class CustomerState:
             return _decode_v1_v2(data)
         _, flags, n = read_header(data, _HEADER, _VERSION, CustomerCodecError, "customer state")
         decisions, pos = _unpack_decisions(data, n, customer_id)
+        profile, pos = _read_profile(data, pos)
         try:
-            (size,) = _U2.unpack_from(data, pos)
-            pos += 2
-            if not size:
-                raise CustomerCodecError("customer state has no profile")
-            profile = Profile.decode(data[pos:pos + size])
-            pos += size
             arms, pos = _decode_arms(data, pos)
             history, pos = _decode_history(data, pos, arms.records["key"])
             recent, pos = _decode_window(data, pos)
@@ -290,48 +284,40 @@ class CustomerState:
             raise CustomerCodecError("customer state is cut short") from None
         except CustomerCodecError:
             raise
-        except (ProfileCodecError, DedupCodecError, ValueError) as exc:
+        except (DedupCodecError, ValueError) as exc:
             raise CustomerCodecError(f"customer state: {exc}") from None
         if pos != len(data):
             raise CustomerCodecError(f"customer state has {len(data) - pos} bytes past its end")
         return cls(profile, history, flags, recent, arms, seen, decisions)
 
     @staticmethod
-    def decisions_of(data: bytes | None, customer_id: str) -> tuple[PendingDecision, ...]:
-        """Only the pending decisions of a stored value: the rest is not read (a start-up scan
-        of every customer of a partition rebuilds its timers from these). Values written
-        before version 3 hold none.
+    def timers_of(data: bytes | None, customer_id: str
+                  ) -> tuple[tuple[PendingDecision, ...], Profile]:
+        """Only the pending decisions and the profile of a stored value, what a partition's
+        timers are rebuilt from (a start-up scan of every customer): the arms, the history and
+        the id windows are not read. A value written before version 3 is read whole (it holds
+        no decisions).
 
-        >>> CustomerState.decisions_of(CustomerState.empty().encode(), "c-1")
+        >>> CustomerState.timers_of(CustomerState.empty().encode(), "c-1")[0]
         ()
         """
         if not data or data[0] in (1, 2):
-            return ()
+            state = CustomerState.decode(data, customer_id)
+            return state.decisions, state.profile
         data = bytes(data)
         _, _, n = read_header(data, _HEADER, _VERSION, CustomerCodecError, "customer state")
-        return _unpack_decisions(data, n, customer_id)[0]
+        decisions, pos = _unpack_decisions(data, n, customer_id)
+        return decisions, _read_profile(data, pos)[0]
 
 
-def timers_of(data: bytes | None, customer_id: str) -> tuple[tuple[PendingDecision, ...],
-                                                              Profile | None]:
-    """The pending decisions and the profile of a stored value, what a partition's timers are
-    rebuilt from (a start-up scan of every customer): the arms, the history and the id windows
-    are not read. ``None`` for the profile of a value written before version 3.
-
-    >>> timers_of(CustomerState.empty().encode(), "c-1")[0]
-    ()
-    """
-    if not data or data[0] in (1, 2):
-        state = CustomerState.decode(data, customer_id)
-        return state.decisions, state.profile
-    data = bytes(data)
-    _, _, n = read_header(data, _HEADER, _VERSION, CustomerCodecError, "customer state")
-    decisions, pos = _unpack_decisions(data, n, customer_id)
+def _read_profile(data: bytes, pos: int) -> tuple[Profile, int]:
+    """The profile stored at ``pos`` (after the decisions), and the position after it."""
     try:
         (size,) = _U2.unpack_from(data, pos)
+        pos += 2
         if not size:
             raise CustomerCodecError("customer state has no profile")
-        return decisions, Profile.decode(data[pos + 2:pos + 2 + size])
+        return Profile.decode(data[pos:pos + size]), pos + size
     except struct.error:
         raise CustomerCodecError("customer state is cut short") from None
     except ProfileCodecError as exc:

@@ -189,7 +189,8 @@ class PartitionClock:
         rule 4 counts the wall time since the start from there, until a record is read."""
         if self._time is None or ts > self._time:
             self._time = ts
-            self._read_at = self._started_at if self._read_at is None else self._read_at
+            if self._read_at is None:
+                self._read_at = self._started_at
 
     def admit(self, ts: int) -> None:
         """Raise ``TimestampRefused`` for a record stamped too far ahead of the wall clock."""

@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 import structlog
 
-from stream_app.core.customer import CustomerState, timers_of
+from stream_app.core.customer import CustomerState
 from stream_app.core.decision import Decider, Evidence, Learned, decision_id_for, segment_of
 from stream_app.core.feedback import PendingDecision
 from stream_app.deadletter import dead_letter, letter_key
@@ -307,7 +307,7 @@ class PartitionSession:
         silence_due = self.view.suite.silence_due_ms
         for n, (key, raw) in enumerate(self.store.items("customers"), 1):
             try:
-                decisions, profile = timers_of(raw, cid := key.decode())
+                decisions, profile = CustomerState.timers_of(raw, cid := key.decode())
                 for pending in decisions:
                     clock.schedule(pending)
                     reopen(pending)  # an open offer counts against its budget

@@ -29,6 +29,7 @@ import structlog
 
 from stream_app.core.decision import Decider
 from stream_app.deadletter import dead_letter
+from stream_app.failpoints import Failpoint
 from stream_app.fleet import FleetSnapshot
 from stream_app.fleet.learner import FleetLearner
 from stream_app.kafka.security import faust_credentials
@@ -41,7 +42,6 @@ from stream_app.schemas import Contract
 from stream_app.settings import Settings
 from stream_app.worker import collector, faust_patches, memory, storage
 from stream_app.worker.config_feed import ConfigFeed
-from stream_app.failpoints import Failpoint
 from stream_app.worker.output import Output
 from stream_app.worker.probes import WorkerProbes, count_batch
 from stream_app.worker.snapshot_feed import SnapshotFeed
@@ -153,6 +153,17 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
                 pseudonyms=pseudonyms)
         return session
 
+    async def rebuilt(partition: int) -> PartitionSession:
+        """The partition's session with its timers rebuilt from every customer of the
+        partition: in steps, so commits and heartbeats go on meanwhile (a transaction left open
+        longer than STREAM_APP_TRANSACTION_TIMEOUT_MS is aborted by the broker)."""
+        session = session_for(partition)
+        for _ in session.rebuild_clock():
+            await asyncio.sleep(0)
+            if partition not in owned:  # revoked meanwhile: its store is closed
+                break
+        return session
+
     snapshots = SnapshotFeed(settings.bootstrap_servers, settings.topic("learner-snapshots"))
 
     @app.on_before_shutdown.connect
@@ -235,10 +246,7 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         metrics.count_in(read_from, len(events))
         send = output.send
         for partition, records in shares.items():
-            session = session_for(partition)
-            for _ in session.rebuild_clock():  # its first batch: timers rebuilt in steps
-                await asyncio.sleep(0)
-            emitted = session.process(source, records)
+            emitted = (await rebuilt(partition)).process(source, records)
             for topic_name, key, value in emitted.records:
                 send(topic_name, key, value)
             count_batch(read_from, partition, emitted)
@@ -257,13 +265,7 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         this worker owns is ticked, once its tables are recovered, read since or not."""
         if owned and app.tables.recovery.completed.is_set() and not app.rebalancing:
             for partition in sorted(owned - sessions.keys()):
-                # its timers are rebuilt from every customer of the partition: in steps, so
-                # commits and heartbeats go on (a transaction left open longer than
-                # STREAM_APP_TRANSACTION_TIMEOUT_MS is aborted by the broker)
-                for _ in session_for(partition).rebuild_clock():
-                    await asyncio.sleep(0)
-                    if partition not in owned:  # revoked meanwhile: its store is closed
-                        break
+                await rebuilt(partition)
         fired = False
         for session in list(sessions.values()):
             emitted = session.tick_idle()

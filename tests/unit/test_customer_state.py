@@ -131,7 +131,7 @@ def test_every_part_of_the_state_round_trips_and_decisions_read_alone(c):
     assert d == c
     assert (d.arms, d.history, d.seen_outcomes, d.decisions) == (
         c.arms, c.history, c.seen_outcomes, c.decisions)
-    assert CustomerState.decisions_of(data, CID) == d.decisions
+    assert CustomerState.timers_of(data, CID) == (d.decisions, d.profile)
     assert d.encode() == data
 
 
@@ -148,7 +148,7 @@ def test_truncated_or_corrupted_values_raise_the_codec_error_only(c, data):
     flipped = blob[:i] + bytes((blob[i] ^ data.draw(st.integers(1, 255)),)) + blob[i + 1:]
     try:  # a flipped byte may still be a valid value (a count, a float): never another error
         CustomerState.decode(flipped, CID)
-        CustomerState.decisions_of(flipped, CID)
+        CustomerState.timers_of(flipped, CID)
     except CustomerCodecError:
         pass
 
@@ -162,7 +162,7 @@ def test_a_version_2_value_reads_with_empty_arms_outcomes_and_decisions():
         c.profile, c.history, c.flags, c.recent_events)
     assert len(d.arms) == 0 and len(d.seen_outcomes) == 0 and d.decisions == ()
     assert d.seen_outcomes.capacity == SEEN_OUTCOMES
-    assert CustomerState.decisions_of(v2, CID) == ()
+    assert CustomerState.timers_of(v2, CID) == ((), d.profile)
     assert CustomerState.decode(d.encode())  == d  # rewritten as version 3
 
 

@@ -266,11 +266,11 @@ def test_the_timers_can_be_rebuilt_in_steps(decider):
     rows = settled(stepped.tick_idle())
     assert sorted(r["decision_id"] for r in rows) == sorted(d["decision_id"] for d in made)
     # the timers come from each value's decisions and profile alone
-    from stream_app.core.customer import CustomerState, timers_of
+    from stream_app.core.customer import CustomerState
 
     for key, raw in store.items("customers"):
         full = CustomerState.decode(raw, key.decode())
-        decisions, profile = timers_of(raw, key.decode())
+        decisions, profile = CustomerState.timers_of(raw, key.decode())
         assert decisions == full.decisions and profile.encode() == full.profile.encode()
     # a use of the clock during a stepped rebuild finishes it at once
     halfway = PartitionSession(0, store, lambda: decider, event_time=rule)
