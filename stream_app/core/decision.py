@@ -64,7 +64,7 @@ from stream_app.models.reward_drift import pooled_half_life
 from stream_app.policies.base import PolicyInput
 from stream_app.policies.loss_aversion import scarcity_affinity
 from stream_app.policies.registry import CONTEXTUAL_POLICY_NAMES, make_policy
-from stream_app.profile import apply_outcome, lifecycle_stage, record_contact
+from stream_app.profile import Profile, apply_outcome, lifecycle_stage, record_contact
 from stream_app.rules import OfferArrays, RequestContext, evaluate
 from stream_app.rules import OUTBOUND_CHANNELS, parse_use_case_rules
 
@@ -491,8 +491,18 @@ class Decider:
         return self._apply(evidence, customer, ignored(pending), pending.expires_at_ms, 0.0,
                            fleet)
 
+    def lapse(self, customer: CustomerState, pending: PendingDecision,
+              fleet: FleetView) -> CustomerState:
+        """The customer's side of ``expire`` alone (their arms and profile, the decision settled
+        as ignored), teaching nothing: a decision whose expiry was taught and published
+        already, applied to a stored state that does not hold it yet."""
+        learned = self._apply(Evidence(customer.arms, None, None), customer, ignored(pending),
+                              pending.expires_at_ms, 0.0, fleet, teach=False)
+        return learned.customer.replace(arms=learned.evidence.customer).with_decision(
+            learned.pending)
+
     def _apply(self, evidence: Evidence, customer: CustomerState, fb: Feedback, now_ms: int,
-               value: float, fleet: FleetView) -> Learned:
+               value: float, fleet: FleetView, teach: bool = True) -> Learned:
         records = list(fb.records)
         if fb.reward is not None:
             p, reward = fb.pending, fb.reward
@@ -503,13 +513,8 @@ class Decider:
             urgent = p.offer_id in self.config.offer_ids and \
                 bool(self.config.offer_urgent[self.config.index_of(p.offer_id)])
             before = customer.profile
-            fleet.teach({
-                "k": "o", "p": encode_profile(before), "offer": p.offer_id, "key": p.offer_key,
-                "urgent": urgent, "r": reward, "ts": now_ms, "ch": p.channel,
-                "at": p.decided_at_ms, "v": value, "seg": p.segment, "uc": p.use_case,
-                "hl": self._pooled_half_life(p.use_case, hl, now_ms, fleet),
-                "x": None if p.features is None else [float(v) for v in p.features],
-                "pol": p.policy, "prop": p.propensity, "sh": p.shadow or None})
+            if teach:
+                self._teach(fleet, p, before, urgent, reward, now_ms, value, hl)
             customer = customer.replace(profile=apply_outcome(
                 before, p.offer_key, urgent, float(reward > 0), now_ms,
                 fleet.suite.profile_config))
@@ -517,6 +522,18 @@ class Decider:
                 customer = self._converted(customer, (e for e, _ in p.experiments), now_ms,
                                            value)
         return Learned(evidence, customer, fb.pending, tuple(records))
+
+    def _teach(self, fleet: FleetView, p: PendingDecision, before: Profile, urgent: bool,
+               reward: float, now_ms: int, value: float, hl: float | None) -> None:
+        """An outcome's lesson for the fleet (pooled and contextual arms, models, experiments,
+        challengers, budgets)."""
+        fleet.teach({
+            "k": "o", "p": encode_profile(before), "offer": p.offer_id, "key": p.offer_key,
+            "urgent": urgent, "r": reward, "ts": now_ms, "ch": p.channel,
+            "at": p.decided_at_ms, "v": value, "seg": p.segment, "uc": p.use_case,
+            "hl": self._pooled_half_life(p.use_case, hl, now_ms, fleet),
+            "x": None if p.features is None else [float(v) for v in p.features],
+            "pol": p.policy, "prop": p.propensity, "sh": p.shadow or None})
 
     # -- observing behaviour ----------------------------------------------------------------
     def observe(self, customer: CustomerState, interaction: Mapping[str, Any],

@@ -79,12 +79,15 @@ class Erased:
 
 
 def erase_customer(store: PartitionStore, tables: Sequence[str], customer_id: str,
-                   clock: PartitionClock | None, budget: PartitionBudget | None) -> Erased:
+                   clock: PartitionClock | None, budget: PartitionBudget | None,
+                   settled_through: int | None = None) -> Erased:
     """Delete the customer's rows from every table of ``store`` named in ``tables`` (a delete
     even where there is no row: the changelog gets its tombstone whatever the local store
     held; ``customers`` and ``enrolments`` are read first for what they hold), cancel their
     timers on ``clock`` and release their open offers from ``budget`` (both ``None`` before the
-    partition built them: they are built from the store, without this customer)."""
+    partition built them: they are built from the store, without this customer). A decision
+    that expired by ``settled_through`` is settled, whatever the stored value says
+    (``partition/state.py``)."""
     key = customer_id.encode()
     rows = {table: store.get(table, key) for table in tables}
     removed = {table: int(raw is not None) for table, raw in rows.items()}
@@ -108,7 +111,8 @@ def erase_customer(store: PartitionStore, tables: Sequence[str], customer_id: st
             log.warning("erasure_enrolments_unreadable", error=str(exc))
     for table in tables:
         store.delete(table, key)
-    open_decisions = [p for p in decisions if p.settled_by is None]
+    open_decisions = [p for p in decisions if p.settled_by is None and (
+        settled_through is None or p.expires_at_ms > settled_through)]  # else lapsed
     removed["open_decisions"] = len(open_decisions)
     removed["settled_decisions"] = len(decisions) - len(open_decisions)
     removed["open_enrolments"] = len(experiments)

@@ -59,7 +59,7 @@ from stream_app.partition.clock import (
 )
 from stream_app.partition.erasure import (ERASED_OUTPUTS, ERASURE, ERASURE_AUDIT, audit_record,
                                           erase_customer)
-from stream_app.partition.state import PartitionState
+from stream_app.partition.state import SETTLED_KEY, PartitionState
 from stream_app.partition.store import PartitionStore
 from stream_app.pseudonym import Pseudonyms
 from stream_app.schemas import Contract, InvalidMessage
@@ -171,6 +171,9 @@ class PartitionSession:
         self._building: Iterator[None] | None = None  # a clock rebuild in steps, under way
         self._event_time = event_time or EventTimeRule.default()
         self._state = PartitionState(store)
+        self._state.lapse = self._lapsed
+        # every decision that expired at or before this has been settled (its timer fired)
+        self._settled_through: int | None = None
         self._horizon_ms: int | None = None  # the partition's event time before this record
         self._deltas: list[dict[str, Any]] = []  # the batch's outcome deltas, in order
         self._out = Emitted()
@@ -251,7 +254,8 @@ class PartitionSession:
 
     def _erase(self, request: dict[str, Any], clock: PartitionClock) -> None:
         cid = request["customer_id"]
-        erased = erase_customer(self.store, TABLES, cid, clock, self.view.budget)
+        erased = erase_customer(self.store, TABLES, cid, clock, self.view.budget,
+                                self._settled_through)
         name = self._pseudonym(cid)
         key = name.encode()
         send = self._out.records.append
@@ -301,18 +305,27 @@ class PartitionSession:
 
     def _rebuild(self, chunk: int) -> Iterator[None]:
         clock = PartitionClock(rule=self._event_time)
+        # the decisions that expired by the settled-through mark have had their timers fired:
+        # event time starts there, and they are settled as their customers are read
+        through = self._settled_through = self._state.settled_through()
+        if through is not None:
+            clock.timers.advance(through)
         unreadable = 0
-        latest = None  # the latest decision the state holds: where event time resumes
+        latest = through  # the latest event time the state holds: where event time resumes
         reopen = self.view.budget.reopen
         silence_due = self.view.suite.silence_due_ms
         for n, (key, raw) in enumerate(self.store.items("customers"), 1):
+            if key == SETTLED_KEY:
+                continue
             try:
                 decisions, profile = CustomerState.timers_of(raw, cid := key.decode())
                 for pending in decisions:
-                    clock.schedule(pending)
-                    reopen(pending)  # an open offer counts against its budget
                     if latest is None or pending.decided_at_ms > latest:
                         latest = pending.decided_at_ms
+                    if through is not None and pending.expires_at_ms <= through:
+                        continue  # lapsed: settled when the customer is read
+                    clock.schedule(pending)
+                    reopen(pending)  # an open offer counts against its budget
                 due = silence_due(profile)
                 if due is not None:
                     clock.schedule_silence(cid, due)
@@ -350,6 +363,9 @@ class PartitionSession:
         if decided.pending is not None:
             self._put(cid, decided.customer.with_decision(decided.pending))
             clock.schedule(decided.pending)
+            watermark = clock.watermark_ms
+            if watermark is not None and decided.pending.expires_at_ms <= watermark:
+                self._advance(request["ts"], decider)  # lapsed already (a late request): now
         elif decided.customer is not loaded:  # no offer, but enrolled (or given a segment)
             self._put(cid, decided.customer)
         if decided.customer.enrolments is not loaded.enrolments:  # enrolled: its window's timer
@@ -420,6 +436,7 @@ class PartitionSession:
         # makes the decision it is about forgotten (an outcome that comes after its decision's
         # grace period, and moves time past it, is recognised as late, not refused)
         self._horizon_ms = clock.watermark_ms
+        lapsed = False
         for cid, decision_id in clock.advance(ts):
             customer = self._customer(cid)
             if decision_id.startswith(ENROLMENT_TIMER):  # a customer's experiment window closed
@@ -437,7 +454,12 @@ class PartitionSession:
             if pending is None or pending.is_settled:  # settled by an outcome meanwhile
                 continue
             self._settle(clock, decider.expire(
-                self._evidence(customer, pending.segment), customer, pending, self.view))
+                self._evidence(customer, pending.segment), customer, pending, self.view),
+                hold=True)
+            lapsed = True
+        watermark = self._settled_through = clock.watermark_ms
+        if lapsed:
+            self._state.mark_settled(watermark)
         send = self._out.records.append
         for rollup in clock.close_rollups():
             send((self._deltas_topic, b"rollup", _dumps(rollup)))
@@ -449,6 +471,22 @@ class PartitionSession:
 
     def _put(self, cid: str, customer: CustomerState) -> None:
         self._state.put(cid, customer, self._horizon_ms)
+
+    def _lapsed(self, customer: CustomerState) -> CustomerState:
+        """A customer as read, with the decisions that lapsed since it was written settled as
+        their timers settled them (in the timers' order), teaching nothing again."""
+        through = self._settled_through
+        if through is None:
+            return customer
+        lapsed = [p for p in customer.decisions
+                  if p.settled_by is None and p.expires_at_ms <= through]
+        if lapsed:
+            decider = self._decider()
+            if decider is not None:
+                lapsed.sort(key=lambda p: (p.expires_at_ms, p.decision_id))
+                for pending in lapsed:
+                    customer = decider.lapse(customer, pending, self.view)
+        return customer
 
     def _known(self, customer: CustomerState, decision_id: str) -> PendingDecision | None:
         """The customer's decision ``decision_id`` unless its grace period is over."""
@@ -480,12 +518,16 @@ class PartitionSession:
         pooled = self.view.pooled
         return Evidence(customer.arms, pooled(segment_key(segment)), pooled(POPULATION_KEY))
 
-    def _settle(self, clock: PartitionClock, learned: Learned) -> None:
-        """Store what an outcome or an expired window taught, keep the decision (settled),
-        publish the deltas."""
+    def _settle(self, clock: PartitionClock, learned: Learned, hold: bool = False) -> None:
+        """Store what an outcome or an expired window taught (``hold``: a lapse, held rather
+        than written: ``partition/state.py``), keep the decision (settled), publish the
+        deltas."""
         p = learned.pending
-        self._put(p.customer_id,
-                  learned.customer.replace(arms=learned.evidence.customer).with_decision(p))
+        customer = learned.customer.replace(arms=learned.evidence.customer).with_decision(p)
+        if hold:
+            self._state.hold(p.customer_id, customer, self._horizon_ms)
+        else:
+            self._put(p.customer_id, customer)
         for rec in learned.records:
             if rec.get("kind") == "outcome":
                 clock.rollups.add(rec)

@@ -8,6 +8,16 @@
   written stay decoded between batches (``KEPT_CUSTOMERS``): a customer read again is decoded
   only when the stored value is not the one written (a customer's events come close together:
   an interaction, then a request, then its outcome or expiry).
+- **Lapsed decisions are settled when read** (``lapse``). A decision whose attribution window
+  closed without an outcome is settled as ignored by its timer, which publishes its delta and
+  its lesson; the customer's side of it (their arms, their profile, the decision marked
+  settled) is *held* (``hold``): kept for the batch, not written. The customer's stored value
+  keeps the decision open until the customer is written for another reason, and every read
+  settles such decisions again, the same way (``Decider.lapse``). Which decisions have lapsed
+  is told by the partition's **settled-through mark** (``settled_through`` / ``mark_settled``,
+  a row of the ``customers`` table under ``SETTLED_KEY``, never a customer id): every decision
+  that expired at or before it has had its timer fired. So an expiry costs no write and no
+  changelog record, and a restart neither loses nor repeats one.
 
 What the fleet learns (pooled arms, models) is not partition state: ``fleet/``.
 
@@ -25,7 +35,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import struct
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -35,13 +46,17 @@ from stream_app.experiments.enrolment import Enrolments
 from stream_app.partition.clock import forget_at
 from stream_app.partition.store import PartitionStore
 
-__all__ = ["PartitionState"]
+__all__ = ["PartitionState", "SETTLED_KEY"]
 
 log = structlog.get_logger("stream_app.partition")
 
 # customers kept decoded between batches, the last ones written (~3.5 kB each with the value
 # written: ~15 MB per partition)
 KEPT_CUSTOMERS = 4096
+# the row of ``customers`` that holds the partition's settled-through mark (a customer id is
+# never read with a control character: ``schemas/``)
+SETTLED_KEY = b"\x00settled-through"
+_MARK = struct.Struct("<q")
 
 
 class PartitionState:
@@ -50,7 +65,8 @@ class PartitionState:
     last ``kept`` customers written are kept decoded between batches."""
 
     __slots__ = ("store", "_customers", "_raw", "_dirty", "enrolments", "_raw_enrolments",
-                 "_enrolled", "_dirty_enrolments", "_kept", "_keep")
+                 "_enrolled", "_dirty_enrolments", "_kept", "_keep", "lapse", "_mark",
+                 "_mark_written")
 
     def __init__(self, store: PartitionStore, kept: int = KEPT_CUSTOMERS) -> None:
         self.store = store
@@ -64,6 +80,10 @@ class PartitionState:
         self._raw_enrolments: dict[str, bytes | None] = {}
         self._enrolled: dict[str, Enrolments] = {}  # as read, to tell a change
         self._dirty_enrolments: dict[str, bytes] = {}
+        # settles the lapsed decisions of a customer as read (the session's; None: none lapse)
+        self.lapse: Callable[[CustomerState], CustomerState] | None = None
+        self._mark: int | None = None  # the settled-through mark, as last read or set
+        self._mark_written: int | None = None
 
     # -- customers ---------------------------------------------------------------------------
     def prefetch(self, customer_ids: Sequence[str]) -> None:
@@ -101,8 +121,29 @@ class PartitionState:
                     except ValueError as exc:
                         log.warning("enrolments_unreadable", customer_id=cid, error=str(exc))
                 self._enrolled[cid] = customer.enrolments
+            if self.lapse is not None:
+                customer = self.lapse(customer)
             self._customers[cid] = customer
         return customer
+
+    def hold(self, cid: str, customer: CustomerState, watermark_ms: int | None) -> None:
+        """The customer's new state after a lapsed decision: kept for the batch, written only
+        if the batch writes the customer anyway (a read settles it the same way again)."""
+        if cid in self._dirty:
+            self.put(cid, customer, watermark_ms)
+        else:
+            self._customers[cid] = customer
+
+    def settled_through(self) -> int | None:
+        """The partition's settled-through mark as stored (``None``: no decision lapsed yet)."""
+        raw = self.store.get("customers", SETTLED_KEY)
+        self._mark = self._mark_written = None if raw is None else _MARK.unpack(raw)[0]
+        return self._mark
+
+    def mark_settled(self, watermark_ms: int) -> None:
+        """Every decision that expired at or before ``watermark_ms`` has been settled: written
+        with the batch."""
+        self._mark = watermark_ms
 
     def put(self, cid: str, customer: CustomerState, watermark_ms: int | None) -> None:
         """Keep the customer's new state for the batch's write (encoded now; settled decisions
@@ -116,7 +157,11 @@ class PartitionState:
             self._enrolled[cid] = customer.enrolments
 
     def write_back(self, watermark_ms: int | None) -> None:
-        """The batch is done: write its customers and forget the batch."""
+        """The batch is done: write its customers (and the settled-through mark, when it moved)
+        and forget the batch."""
+        if self._mark != self._mark_written and self._mark is not None:
+            self.store.set("customers", SETTLED_KEY, _MARK.pack(self._mark))
+            self._mark_written = self._mark
         if self._dirty:
             self.store.set_many("customers",
                                 [(cid.encode(), raw) for cid, raw in self._dirty.items()])

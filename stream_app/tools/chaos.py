@@ -42,6 +42,7 @@ from stream_app.core.delta import outcome_rows
 from stream_app.core.feedback import REWARD
 from stream_app.kafka.client import TopicReader, producer, send
 from stream_app.kafka.topics import create_topics
+from stream_app.partition.state import SETTLED_KEY
 from stream_app.settings import Settings
 from stream_app.worker.process import spawn_worker, stop_worker
 
@@ -322,7 +323,8 @@ def _check_arms_and_stores(settings: Settings, sent: dict[str, tuple[str, str, f
     report.changelog_keys = sum(v is not None for v in changelog.values())
     offers = [o["id"] for o in CHAOS_CONFIG["offers"]]
     keys = np.array([offer_key(o) for o in offers], dtype=np.uint32)
-    for customer in set(expected) | {k.decode() for k, v in changelog.items() if v is not None}:
+    customers = {k.decode() for k, v in changelog.items() if v is not None and k != SETTLED_KEY}
+    for customer in set(expected) | customers:
         raw = changelog.get(customer.encode())
         state = CustomerState.decode(raw, customer)
         succ, fail = state.arms.evidence(keys, 0, None)

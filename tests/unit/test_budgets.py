@@ -31,6 +31,7 @@ from stream_app.models.suite import ModelSuite, SuiteConfig
 from stream_app.partition import DictStore, InputRecord, PartitionSession
 from stream_app.partition.keys import partition_of
 from stream_app.partition.session import default_contract
+from stream_app.partition.state import SETTLED_KEY
 
 T0 = 1_764_000_000_000  # 2025-11-24 16:00 UTC
 DAY0 = day_of(T0)
@@ -458,9 +459,13 @@ def test_open_offers_are_counted_again_after_a_restart():
                                      fleet=market.fleet, epoch=2)
         restarted.tick(T0 + 120 * 500)  # reads its store: the open decisions' timers, the budget
         opens = {}
+        through = restarted._settled_through  # decisions expired by then are settled
         for key, raw in session.store.items("customers"):
+            if key == SETTLED_KEY:
+                continue
             for pending in CustomerState.decode(raw, key.decode()).decisions:
-                if pending.settled_by is None:
+                if pending.settled_by is None and (through is None
+                                                   or pending.expires_at_ms > through):
                     for line in ((pending.offer_id, ALL_TIME),
                                  (pending.offer_id, day_of(pending.decided_at_ms))):
                         opens[line] = opens.get(line, 0) + 1
