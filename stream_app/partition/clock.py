@@ -6,8 +6,11 @@ closes the same windows. Three kinds of timers: a decision's attribution window,
 experiment window (``schedule_enrolment``) and a customer's silence (``schedule_silence``: one
 per customer, moved by each of their interactions, for churn labels). Timers are not stored on
 their own: the open decisions, enrolments and profiles live in their customers' values, and the
-timers are rebuilt from them the first time a partition is seen after a start or rebalance. Roll-up windows still open when a worker stops are lost (per-outcome
-records are not; a roll-up can be recomputed from them).
+timers are rebuilt from them the first time a partition is seen after a start or rebalance
+(attribution timers only for the decisions that expire after the partition's settled-through
+mark: those before it have fired, ``partition/state.py``; event time resumes at the mark).
+Roll-up windows still open when a worker stops are lost (per-outcome records are not; a roll-up
+can be recomputed from them).
 
 **The event-time rule** (``EventTimeRule``; settings ``STREAM_APP_MAX_FUTURE_S``,
 ``STREAM_APP_LAG_TOLERANCE_S``, ``STREAM_APP_IDLE_AFTER_S``):
