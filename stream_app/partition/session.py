@@ -144,6 +144,11 @@ class PartitionSession:
     pseudonyms
         Replaces the customer id on ``customer-scores``, the outcome rows of ``delta-metrics``
         and ``erasure-audit`` (``stream_app/pseudonym.py``; default: the id itself).
+    publish_per_batch
+        Whether each batch's outcome deltas and lessons (``delta-metrics`` kind ``outcomes``,
+        ``learning``) leave with the batch (the default) or when the driver asks (``publish``:
+        the worker, once per commit, so a commit carries one such record per partition whatever
+        the number of batches in it).
     """
 
     def __init__(self, partition: int, store: PartitionStore,
@@ -152,7 +157,7 @@ class PartitionSession:
                  topic: Callable[[str], str] = str, contract: Contract | None = None,
                  seed: int = 0, epoch: int | None = None,
                  event_time: EventTimeRule | None = None,
-                 pseudonyms: Pseudonyms | None = None) -> None:
+                 pseudonyms: Pseudonyms | None = None, publish_per_batch: bool = True) -> None:
         self.partition = partition
         self.store = store
         self._decider = decider
@@ -175,7 +180,8 @@ class PartitionSession:
         # every decision that expired at or before this has been settled (its timer fired)
         self._settled_through: int | None = None
         self._horizon_ms: int | None = None  # the partition's event time before this record
-        self._deltas: list[dict[str, Any]] = []  # the batch's outcome deltas, in order
+        self._deltas: list[dict[str, Any]] = []  # outcome deltas not yet published, in order
+        self._publish_per_batch = publish_per_batch
         self._out = Emitted()
         self._handlers = {"decision-requests": self._answer, "outcomes": self._learn,
                           "interactions": self._observe}
@@ -497,9 +503,21 @@ class PartitionSession:
                 return None
         return pending
 
+    def publish(self) -> Emitted:
+        """The outcome deltas and lessons not yet published (``publish_per_batch`` off): one
+        ``delta-metrics`` record (or a few) and one ``learning`` record (or a few)."""
+        self._out = out = Emitted()
+        self._publish()
+        return out
+
     def _write_back(self) -> None:
-        """The batch is done: its outcome deltas as one record (or a few), its lessons as one
-        learning record, its state written."""
+        """The batch is done: its state written; its outcome deltas and lessons published
+        (``publish_per_batch``)."""
+        if self._publish_per_batch:
+            self._publish()
+        self._state.write_back(self.clock.watermark_ms)
+
+    def _publish(self) -> None:
         deltas = self._deltas
         for start in range(0, len(deltas), OUTCOMES_PER_RECORD):
             rows = deltas[start:start + OUTCOMES_PER_RECORD]
@@ -509,10 +527,9 @@ class PartitionSession:
                 "schema_version": 1, "kind": "outcomes", "ts": max(r["ts"] for r in rows),
                 "partition": self.partition, "outcomes": rows})))
         deltas.clear()
-        watermark = self.clock.watermark_ms
+        watermark = None if self._clock is None else self._clock.watermark_ms
         for lessons in self.view.records(watermark):
             self._out.records.append((self._topics["learning"], self._source, _dumps(lessons)))
-        self._state.write_back(watermark)
 
     def _evidence(self, customer: CustomerState, segment: str) -> Evidence:
         pooled = self.view.pooled

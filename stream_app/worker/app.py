@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import faust
@@ -129,7 +129,7 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
     failpoint = Failpoint.parse(settings.fail_at, settings.topic)  # crash tests only
     read_since_commit: set[str] = set()  # at least once: the inputs a commit covers
     eos = ExactlyOnce(output, tables, settings.bootstrap_servers, app.conf.id,
-                      failpoint=failpoint) \
+                      failpoint=failpoint, before_cut=lambda: publish_lessons()) \
         if exactly_once else None
     positions = eos.positions if eos is not None else None
 
@@ -150,8 +150,20 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
                 partition, tables.partition(partition), lambda: state["decider"],
                 fleet=lambda: snapshots.latest, topic=settings.topic, contract=contract,
                 seed=settings.seed, event_time=EventTimeRule.of(settings),
-                pseudonyms=pseudonyms)
+                pseudonyms=pseudonyms, publish_per_batch=False)
         return session
+
+    def publish_lessons(partitions: Iterable[int] | None = None) -> bool:
+        """Send the sessions' outcome deltas and lessons not yet published (all sessions, or
+        those of ``partitions``): once per commit, with it; True if anything was sent."""
+        sent = False
+        for partition in sessions if partitions is None else partitions:
+            session = sessions.get(partition)
+            if session is not None:
+                for topic_name, key, value in session.publish().records:
+                    output.send(topic_name, key, value)
+                    sent = True
+        return sent
 
     async def rebuilt(partition: int) -> PartitionSession:
         """The partition's session with its timers rebuilt from every customer of the
@@ -180,8 +192,9 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         while the flow is stopped is dropped: ``worker/seeking.py``). Exactly once: all that
         is the commit of the open transaction."""
         if eos is not None:
-            await eos.commit()
+            await eos.commit()  # its cut publishes the lessons first
             return
+        publish_lessons()
         tables.flush()
         await output.flush()
         if failpoint is not None:
@@ -296,6 +309,7 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         """Partitions leave this worker: forget their sessions (a partition that comes back is
         read afresh), hand the learner over when the learning partition leaves, write out."""
         parts = sorted({tp.partition for tp in revoked if tp.topic in inputs})
+        publish_lessons(parts)  # with the commit below
         for partition in parts:
             sessions.pop(partition, None)
             owned.discard(partition)
@@ -309,10 +323,13 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
 
     async def publish_at_stop() -> None:
         """At a clean stop, once the streams are empty and before the stores close: the
-        learner's last snapshot, so its successor reads nothing again."""
+        sessions' last lessons, and the learner's last snapshot, so its successor reads nothing
+        again."""
+        published = publish_lessons()
         sessions.clear()
         if fleet["learner"] is not None:
             hand_over_learner()
+        if published or fleet["learner"] is not None:
             await write_out()
 
     faust_patches.before_tables_stop(app, publish_at_stop)

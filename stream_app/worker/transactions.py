@@ -40,6 +40,7 @@ import asyncio
 import hashlib
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -80,10 +81,13 @@ class Positions:
 
 class ExactlyOnce:
     """The commit cycle of a worker: ``output`` is a transactional ``Output``, ``tables`` staged
-    ``Tables``; ``group_id`` the consumer group whose offsets the transactions commit."""
+    ``Tables``; ``group_id`` the consumer group whose offsets the transactions commit;
+    ``before_cut`` sends what is to leave once per commit (the sessions' lessons), called
+    before the cut."""
 
     def __init__(self, output: Any, tables: Any, bootstrap: str, group_id: str,
-                 timeout_s: float = 30.0, failpoint: Any = None) -> None:
+                 timeout_s: float = 30.0, failpoint: Any = None,
+                 before_cut: Callable[[], Any] | None = None) -> None:
         if not output.transactional or not tables.staged:
             raise ValueError("exactly once needs a transactional output and staged tables")
         self.output = output
@@ -94,6 +98,7 @@ class ExactlyOnce:
         self.timeout_s = timeout_s
         self.commits = 0
         self.failpoint = failpoint  # crash tests only (stream_app/failpoints.py)
+        self.before_cut = before_cut
         self._lock = asyncio.Lock()
         self._group: Any = None
         self._metadata: Any = None
@@ -118,6 +123,8 @@ class ExactlyOnce:
         async with self._lock:
             # the cut: no await until the sends are held, so the transaction holds exactly the
             # records processed before the positions it commits
+            if self.before_cut is not None:
+                self.before_cut()
             layer = self.tables.cut()
             offsets = self.positions.take()
             if not offsets and not self.output.in_transaction:

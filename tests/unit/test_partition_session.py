@@ -189,13 +189,15 @@ def messages(n_customers: int, rounds: int) -> list[tuple[str, dict]]:
     return out
 
 
-def run_in_batches(decider: Decider, msgs: list[tuple[str, dict]], sizes: list[int]
-                   ) -> tuple[dict, dict]:
+def run_in_batches(decider: Decider, msgs: list[tuple[str, dict]], sizes: list[int],
+                   publish_every: int | None = None) -> tuple[dict, dict]:
     """Hand the messages over in runs of one source, each cut into batches of the given sizes
-    (cycled); the records sent per (topic, kind), in order (outcome deltas as their rows,
-    wall-clock fields aside), and the final tables."""
+    (cycled); the records sent per (topic, kind), in order (outcome deltas and lessons as their
+    rows, wall-clock fields aside), and the final tables. ``publish_every``: deltas and lessons
+    published every that many batches (as the worker does per commit), not with each batch."""
     store = DictStore()
-    session = session_on(store, decider)
+    session = PartitionSession(0, store, lambda: decider, seed=3,
+                               publish_per_batch=publish_every is None)
     sent: dict[tuple[str, str | None], list[bytes]] = {}
     i = k = 0
     while i < len(msgs):
@@ -204,8 +206,10 @@ def run_in_batches(decider: Decider, msgs: list[tuple[str, dict]], sizes: list[i
         while j < len(msgs) and msgs[j][0] == source and j - i < sizes[k % len(sizes)]:
             j += 1
         k += 1
-        emitted = session.process(source, [rec(m) for _, m in msgs[i:j]])
-        for topic, key, value in emitted.records:
+        records = session.process(source, [rec(m) for _, m in msgs[i:j]]).records
+        if publish_every is not None and (k % publish_every == 0 or j == len(msgs)):
+            records += session.publish().records
+        for topic, key, value in records:
             doc = orjson.loads(value)
             rows = outcome_rows(doc) if doc.get("kind") == "outcomes" else \
                 doc["lessons"] if doc.get("kind") == "lessons" else [doc]
@@ -227,6 +231,27 @@ def test_a_batched_partition_equals_the_one_at_a_time_partition(decider, sizes):
     one_by_one = run_in_batches(decider, msgs, [1])
     assert sum(map(len, one_by_one[0].values())) > 40
     assert run_in_batches(decider, msgs, sizes) == one_by_one
+
+
+def test_deltas_and_lessons_published_per_commit_are_those_published_per_batch(decider):
+    # the worker publishes a partition's outcome deltas and lessons once per commit: the same
+    # rows in the same order, in fewer records
+    msgs = messages(4, 6)
+    per_batch = run_in_batches(decider, msgs, [2])
+    assert per_batch[0][("delta-metrics", "outcome")] and per_batch[0][("learning", None)]
+    assert run_in_batches(decider, msgs, [2], publish_every=5) == per_batch
+    session = PartitionSession(0, DictStore(), lambda: decider, seed=3, publish_per_batch=False)
+    decided = session.process("decision-requests", [rec(request(i, cid=f"c{i}"))
+                                                    for i in range(4)])
+    learned = [session.process("outcomes", [rec(outcome(i, d["decision_id"],
+                                                        cid=d["customer_id"]))])
+               for i, d in enumerate(decided.decisions)]
+    assert all(not e.records for e in learned)  # held until published
+    published = session.publish().records
+    assert [(t, k) for t, k, _ in published] == [("delta-metrics", b"outcomes"),
+                                                 ("learning", b"p0")]
+    assert len(orjson.loads(published[0][2])["outcomes"]) == 4
+    assert session.publish().records == []
 
 
 def test_customers_kept_decoded_between_batches_change_nothing(decider, monkeypatch):
