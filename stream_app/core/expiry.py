@@ -81,14 +81,19 @@ class ExpiryQueue:
 
     def advance(self, watermark_ms: int) -> list[str]:
         """Move the watermark forward to ``watermark_ms`` and return the ids that expired."""
+        return [decision_id for _, decision_id in self.expire(watermark_ms)]
+
+    def expire(self, watermark_ms: int) -> list[tuple[int, str]]:
+        """``advance``, returning the ``(expires_at_ms, decision_id)`` of the timers that
+        expired (to merge them with another schedule's, in the same order)."""
         self._watermark = max(self._watermark, int(watermark_ms))
-        fired: list[str] = []
+        fired: list[tuple[int, str]] = []
         heap, due = self._heap, self._due
         while heap and heap[0][0] <= self._watermark:
-            at, decision_id = heapq.heappop(heap)
-            if due.get(decision_id) == at:  # else cancelled or moved: a stale entry
-                del due[decision_id]
-                fired.append(decision_id)
+            timer = heapq.heappop(heap)
+            if due.get(timer[1]) == timer[0]:  # else cancelled or moved: a stale entry
+                del due[timer[1]]
+                fired.append(timer)
         return fired
 
     def _compact(self) -> None:

@@ -3,14 +3,19 @@ roll-up windows, and the rule that keeps one record from moving them.
 
 Time is event time (the ``ts`` in the messages), so replay at any speed fires the same timers and
 closes the same windows. Three kinds of timers: a decision's attribution window, a customer's
-experiment window (``schedule_enrolment``) and a customer's silence (``schedule_silence``: one
-per customer, moved by each of their interactions, for churn labels). Timers are not stored on
+experiment window (``schedule_enrolment``), both in memory (an ``ExpiryQueue``: as many as
+there are open decisions and enrolments, i.e. bounded by the traffic), and a customer's silence
+(``schedule_silence``: one per customer with a profile, moved by each of their interactions,
+for churn labels), in the partition's ``SilenceSchedule`` (``partition/silence.py``: on disk in
+the worker, so memory does not grow with the customers). The silences fire at the same
+watermark as the other timers, and ``advance`` merges both in ``(due, timer id)`` order, so
+which schedule holds them changes nothing of what the partition does. Timers are not stored on
 their own: the open decisions, enrolments and profiles live in their customers' values, and the
 timers are rebuilt from them the first time a partition is seen after a start or rebalance
 (attribution timers only for the decisions that expire after the partition's settled-through
-mark: those before it have fired, ``partition/state.py``; event time resumes at the mark).
-Roll-up windows still open when a worker stops are lost (per-outcome records are not; a roll-up
-can be recomputed from them).
+mark: those before it have fired, ``partition/state.py``; event time resumes at the mark; the
+silence schedule is wiped first). Roll-up windows still open when a worker stops are lost
+(per-outcome records are not; a roll-up can be recomputed from them).
 
 **The event-time rule** (``EventTimeRule``; settings ``STREAM_APP_MAX_FUTURE_S``,
 ``STREAM_APP_LAG_TOLERANCE_S``, ``STREAM_APP_IDLE_AFTER_S``):
@@ -56,6 +61,7 @@ the machine's clock).
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -64,6 +70,7 @@ from typing import Any, Protocol
 from stream_app.core.delta import DeltaAggregator
 from stream_app.core.expiry import ExpiryQueue
 from stream_app.core.feedback import PendingDecision
+from stream_app.partition.silence import MemorySilence, SilenceSchedule
 from stream_app.schemas import InvalidMessage
 from stream_app.settings import Settings
 
@@ -144,9 +151,11 @@ class _Source:
 class PartitionClock:
     """The event time of one partition: ``admit`` a record's timestamp (or refuse it), say which
     topic a batch comes from (``reading``), ``advance`` to each record's ``ts`` (the timers that
-    fired), ``close_rollups`` after it."""
+    fired), ``close_rollups`` after it. ``timers`` holds the attribution and enrolment timers,
+    ``silences`` the customers' silences."""
 
     timers: ExpiryQueue = field(default_factory=ExpiryQueue)
+    silences: SilenceSchedule = field(default_factory=MemorySilence)
     rollups: DeltaAggregator = field(
         default_factory=lambda: DeltaAggregator(window_s=60.0, allowed_lateness_s=60.0))
     rule: EventTimeRule = field(default_factory=EventTimeRule.default)
@@ -175,17 +184,23 @@ class PartitionClock:
         self.timers.push(until_ms, f"{ENROLMENT_TIMER}{experiment}{_SEP}{customer_id}")
 
     def cancel(self, customer_id: str, decision_ids: Iterable[str] = (),
-               experiments: Iterable[str] = ()) -> int:
+               experiments: Iterable[str] = (), silence_ms: int | None = None) -> int:
         """Drop a customer's timers (an erasure): its decisions', its enrolments' and its
-        silence timer; the number of timers that were set."""
+        silence, due at ``silence_ms`` (the due of the customer's profile); the number of
+        timers that were set."""
         cancel = self.timers.cancel
-        names = [*decision_ids, *(f"{ENROLMENT_TIMER}{e}" for e in experiments), SILENCE_TIMER]
-        return sum(cancel(f"{name}{_SEP}{customer_id}") for name in names)
+        names = [*decision_ids, *(f"{ENROLMENT_TIMER}{e}" for e in experiments)]
+        cancelled = sum(cancel(f"{name}{_SEP}{customer_id}") for name in names)
+        if silence_ms is not None:
+            cancelled += self.silences.cancel(customer_id, silence_ms)
+        return cancelled
 
-    def schedule_silence(self, customer_id: str, due_ms: int) -> None:
-        """Set (or move: one per customer) the timer at which a customer still silent by then
-        becomes churn labels (``ModelSuite.silence_due_ms``)."""
-        self.timers.push(due_ms, f"{SILENCE_TIMER}{_SEP}{customer_id}")
+    def schedule_silence(self, customer_id: str, due_ms: int | None,
+                         previous_ms: int | None = None) -> None:
+        """Set, or move from ``previous_ms`` (one per customer), the timer at which a customer
+        still silent by then becomes churn labels (``ModelSuite.silence_due_ms`` of their
+        profile now and before: ``None`` where it has none)."""
+        self.silences.move(customer_id, previous_ms, due_ms)
 
     def resume(self, ts: int) -> None:
         """The clock starts on a partition whose state holds decisions up to event time ``ts``:
@@ -239,8 +254,14 @@ class PartitionClock:
             if hold == _NOTHING:
                 return []
             target = min(target, hold)
+        timers = self.timers.expire(target)
+        watermark = self.timers.watermark_ms
+        silences = self.silences.fire(target if watermark is None else watermark)
+        if silences:  # in the order of one queue holding both
+            timers = list(heapq.merge(timers, [(due, f"{SILENCE_TIMER}{_SEP}{customer_id}")
+                                               for due, customer_id in silences]))
         fired = []
-        for timer in self.timers.advance(target):
+        for _, timer in timers:
             decision_id, _, customer_id = timer.partition(_SEP)
             fired.append((customer_id, decision_id))
         return fired

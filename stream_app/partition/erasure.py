@@ -38,7 +38,7 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,7 @@ from stream_app.experiments.enrolment import Enrolments
 from stream_app.fleet.budgets import PartitionBudget
 from stream_app.partition.clock import PartitionClock
 from stream_app.partition.store import PartitionStore
+from stream_app.profile import Profile
 
 __all__ = ["ERASED_OUTPUTS", "ERASURE", "ERASURE_AUDIT", "RETAINED", "Erased", "audit_record",
            "erase_customer"]
@@ -80,20 +81,23 @@ class Erased:
 
 def erase_customer(store: PartitionStore, tables: Sequence[str], customer_id: str,
                    clock: PartitionClock | None, budget: PartitionBudget | None,
-                   settled_through: int | None = None) -> Erased:
+                   settled_through: int | None = None, *,
+                   silence_due: Callable[[Profile], int | None] | None = None) -> Erased:
     """Delete the customer's rows from every table of ``store`` named in ``tables`` (a delete
     even where there is no row: the changelog gets its tombstone whatever the local store
     held; ``customers`` and ``enrolments`` are read first for what they hold), cancel their
-    timers on ``clock`` and release their open offers from ``budget`` (both ``None`` before the
-    partition built them: they are built from the store, without this customer). A decision
-    that expired by ``settled_through`` is settled, whatever the stored value says
-    (``partition/state.py``)."""
+    timers on ``clock`` (their silence is found by its due time, ``silence_due`` of their
+    profile: ``ModelSuite.silence_due_ms``) and release their open offers from ``budget``
+    (both ``None`` before the partition built them: they are built from the store, without
+    this customer). A decision that expired by ``settled_through`` is settled, whatever the
+    stored value says (``partition/state.py``)."""
     key = customer_id.encode()
     rows = {table: store.get(table, key) for table in tables}
     removed = {table: int(raw is not None) for table, raw in rows.items()}
     removed.update(open_decisions=0, settled_decisions=0, open_enrolments=0, remembered_ids=0)
     decisions: tuple[Any, ...] = ()
     experiments: list[str] = []
+    silence_ms: int | None = None
     raw = rows.get("customers")
     if raw is not None:
         try:
@@ -103,6 +107,8 @@ def erase_customer(store: PartitionStore, tables: Sequence[str], customer_id: st
         else:
             decisions = customer.decisions
             removed["remembered_ids"] = len(customer.recent_events) + len(customer.seen_outcomes)
+            if silence_due is not None:
+                silence_ms = silence_due(customer.profile)
     raw = rows.get("enrolments")
     if raw is not None:
         try:
@@ -119,7 +125,8 @@ def erase_customer(store: PartitionStore, tables: Sequence[str], customer_id: st
     timers = 0
     if clock is not None:
         # a settled decision's timer may still be set (an outcome does not cancel it)
-        timers = clock.cancel(customer_id, (p.decision_id for p in decisions), experiments)
+        timers = clock.cancel(customer_id, (p.decision_id for p in decisions), experiments,
+                              silence_ms)
     if budget is not None:
         for pending in open_decisions:
             budget.withdraw(pending)

@@ -59,6 +59,7 @@ from stream_app.partition.clock import (
 )
 from stream_app.partition.erasure import (ERASED_OUTPUTS, ERASURE, ERASURE_AUDIT, audit_record,
                                           erase_customer)
+from stream_app.partition.silence import MemorySilence, SilenceSchedule
 from stream_app.partition.state import SETTLED_KEY, PartitionState
 from stream_app.partition.store import PartitionStore
 from stream_app.pseudonym import Pseudonyms
@@ -149,6 +150,9 @@ class PartitionSession:
         ``learning``) leave with the batch (the default) or when the driver asks (``publish``:
         the worker, once per commit, so a commit carries one such record per partition whatever
         the number of batches in it).
+    silences
+        Where the customers' silence timers are kept (``partition/silence.py``): the worker's
+        is on disk; default: in memory. Wiped and rebuilt with the clock; ``close`` closes it.
     """
 
     def __init__(self, partition: int, store: PartitionStore,
@@ -157,7 +161,8 @@ class PartitionSession:
                  topic: Callable[[str], str] = str, contract: Contract | None = None,
                  seed: int = 0, epoch: int | None = None,
                  event_time: EventTimeRule | None = None,
-                 pseudonyms: Pseudonyms | None = None, publish_per_batch: bool = True) -> None:
+                 pseudonyms: Pseudonyms | None = None, publish_per_batch: bool = True,
+                 silences: SilenceSchedule | None = None) -> None:
         self.partition = partition
         self.store = store
         self._decider = decider
@@ -175,6 +180,7 @@ class PartitionSession:
         self._clock: PartitionClock | None = None
         self._building: Iterator[None] | None = None  # a clock rebuild in steps, under way
         self._event_time = event_time or EventTimeRule.default()
+        self._silences = MemorySilence() if silences is None else silences
         self._state = PartitionState(store)
         self._state.lapse = self._lapsed
         # every decision that expired at or before this has been settled (its timer fired)
@@ -261,7 +267,8 @@ class PartitionSession:
     def _erase(self, request: dict[str, Any], clock: PartitionClock) -> None:
         cid = request["customer_id"]
         erased = erase_customer(self.store, TABLES, cid, clock, self.view.budget,
-                                self._settled_through)
+                                self._settled_through,
+                                silence_due=self.view.suite.silence_due_ms)
         name = self._pseudonym(cid)
         key = name.encode()
         send = self._out.records.append
@@ -309,8 +316,13 @@ class PartitionSession:
         for _ in building:
             yield
 
+    def close(self) -> None:
+        """The partition leaves this process: release its silence schedule."""
+        self._silences.close()
+
     def _rebuild(self, chunk: int) -> Iterator[None]:
-        clock = PartitionClock(rule=self._event_time)
+        self._silences.clear()  # derived from the profiles read below
+        clock = PartitionClock(rule=self._event_time, silences=self._silences)
         # the decisions that expired by the settled-through mark have had their timers fired:
         # event time starts there, and they are settled as their customers are read
         through = self._settled_through = self._state.settled_through()
@@ -332,9 +344,7 @@ class PartitionSession:
                         continue  # lapsed: settled when the customer is read
                     clock.schedule(pending)
                     reopen(pending)  # an open offer counts against its budget
-                due = silence_due(profile)
-                if due is not None:
-                    clock.schedule_silence(cid, due)
+                clock.schedule_silence(cid, silence_due(profile))
             except ValueError:  # CustomerCodecError, or a value without its customer id
                 unreadable += 1  # written by an incompatible version: never joined again
             if n % chunk == 0:
@@ -413,8 +423,9 @@ class PartitionSession:
                  started: float) -> None:
         self._advance(interaction["ts"], decider)
         cid = interaction["customer_id"]
+        before = self._customer(cid)
         try:
-            observed = decider.observe(self._customer(cid), interaction, self.view)
+            observed = decider.observe(before, interaction, self.view)
         except ValueError as exc:  # an interaction the profile cannot take (e.g. a bad amount)
             self._reject(f"interaction rejected: {exc}", record)
             return
@@ -423,9 +434,8 @@ class PartitionSession:
             self._out.duplicates += 1
             return
         self._put(cid, observed.customer)
-        due = self.view.suite.silence_due_ms(observed.customer.profile)
-        if due is not None:  # one timer per customer, moved by each interaction
-            self.clock.schedule_silence(cid, due)
+        due = self.view.suite.silence_due_ms  # one timer per customer, moved by each interaction
+        self.clock.schedule_silence(cid, due(observed.customer.profile), due(before.profile))
         if observed.scores is not None:
             scores, name = observed.scores, cid
             if self._pseudonym.enabled:

@@ -36,6 +36,7 @@ from stream_app.kafka.security import faust_credentials
 from stream_app.observability import metrics
 from stream_app.partition import SOURCES, TABLES, InputRecord, PartitionSession
 from stream_app.partition.clock import EventTimeRule
+from stream_app.partition.silence import RocksSilence
 from stream_app.policies import beta_max
 from stream_app.pseudonym import Pseudonyms
 from stream_app.schemas import Contract
@@ -143,14 +144,16 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
 
     def session_for(partition: int) -> PartitionSession:
         """The partition's session: made on its first batch since start / assignment, so its
-        tables are recovered before it reads them."""
+        tables are recovered before it reads them. Its customers' silence timers are kept on
+        disk, in a RocksDB of their own under the data dir (``partition/silence.py``)."""
         session = sessions.get(partition)
         if session is None:
             session = sessions[partition] = PartitionSession(
                 partition, tables.partition(partition), lambda: state["decider"],
                 fleet=lambda: snapshots.latest, topic=settings.topic, contract=contract,
                 seed=settings.seed, event_time=EventTimeRule.of(settings),
-                pseudonyms=pseudonyms, publish_per_batch=False)
+                pseudonyms=pseudonyms, publish_per_batch=False,
+                silences=RocksSilence(data_dir / "silence" / f"partition-{partition}"))
         return session
 
     def publish_lessons(partitions: Iterable[int] | None = None) -> bool:
@@ -311,7 +314,9 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         parts = sorted({tp.partition for tp in revoked if tp.topic in inputs})
         publish_lessons(parts)  # with the commit below
         for partition in parts:
-            sessions.pop(partition, None)
+            session = sessions.pop(partition, None)
+            if session is not None:
+                session.close()
             owned.discard(partition)
         if any(tp.topic == learning_topic for tp in revoked):
             hand_over_learner()
@@ -326,6 +331,8 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         sessions' last lessons, and the learner's last snapshot, so its successor reads nothing
         again."""
         published = publish_lessons()
+        for session in sessions.values():
+            session.close()
         sessions.clear()
         if fleet["learner"] is not None:
             hand_over_learner()
