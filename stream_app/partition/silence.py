@@ -7,9 +7,10 @@ the worker's memory would grow with the number of customers. The schedule is the
 ordered by ``(due_ms, customer id)``, with two implementations of one protocol,
 ``SilenceSchedule``:
 
-- ``RocksSilence``: on disk, one small RocksDB per partition (the worker): a 1 MiB write buffer
-  and a 1 MiB block cache, so its memory does not grow with the customers; the index is kept
-  in files (and the operating system's page cache, which is not the worker's memory);
+- ``RocksSilence``: on disk, one small RocksDB per partition (the worker): 1 MiB write buffers
+  and a block cache, both charged to the worker's one RocksDB memory budget when it is given
+  (``worker/storage.py``), so its memory does not grow with the customers; the index is kept in
+  files (and the operating system's page cache, which is not the worker's memory);
 - ``MemorySilence``: a heap in memory, for the in-process drivers (tests, benchmarks).
 
 The index is derived data: it holds nothing the customers' profiles do not, so it has no
@@ -33,7 +34,7 @@ from __future__ import annotations
 import heapq
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rocksdict import (
     BlockBasedOptions,
@@ -50,7 +51,7 @@ __all__ = ["MemorySilence", "RocksSilence", "SilenceSchedule"]
 _NEVER = 2**63  # the floor of an empty schedule: beyond any due time
 _OFFSET = 2**63  # a due time is stored as due + 2**63, big-endian: bytes sort as the numbers
 WRITE_BUFFER_BYTES = 1 << 20  # one memtable of a partition's index (at most two)
-CACHE_BYTES = 1 << 20  # its block cache (index blocks included)
+CACHE_BYTES = 1 << 20  # its block cache (index blocks included), when it has none shared
 
 
 class SilenceSchedule(Protocol):
@@ -136,10 +137,13 @@ class RocksSilence:
     closed (its partition revoked), it keeps nothing and fires nothing: a batch of the revoked
     partition still under way loses no silence, the partition's next owner rebuilds them all."""
 
-    __slots__ = ("_closed", "_db", "_floor", "_read", "_write", "path")
+    __slots__ = ("_closed", "_db", "_floor", "_read", "_shared", "_write", "path")
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, shared: tuple[Cache, Any] | None = None) -> None:
+        """``shared``: a block cache and a write-buffer manager to charge (the worker's RocksDB
+        budget); without it, a 1 MiB cache of its own."""
         self.path = Path(path)
+        self._shared = shared
         self._db: Rdict | None = None
         self._closed = False
         self._floor = _NEVER
@@ -147,14 +151,18 @@ class RocksSilence:
         self._write = WriteOptions()
         self._write.disable_wal = True
 
-    @staticmethod
-    def _options() -> Options:
+    def _options(self) -> Options:
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         opts.set_write_buffer_size(WRITE_BUFFER_BYTES)
         opts.set_max_write_buffer_number(2)
         table = BlockBasedOptions()
-        table.set_block_cache(Cache(CACHE_BYTES))
+        if self._shared is None:
+            table.set_block_cache(Cache(CACHE_BYTES))
+        else:
+            cache, manager = self._shared
+            table.set_block_cache(cache)
+            opts.set_write_buffer_manager(manager)
         table.set_cache_index_and_filter_blocks(True)
         opts.set_block_based_table_factory(table)
         # entries are deleted where they fired, at the low end of the index: files full of

@@ -153,7 +153,9 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
                 fleet=lambda: snapshots.latest, topic=settings.topic, contract=contract,
                 seed=settings.seed, event_time=EventTimeRule.of(settings),
                 pseudonyms=pseudonyms, publish_per_batch=False,
-                silences=RocksSilence(data_dir / "silence" / f"partition-{partition}"))
+                silences=RocksSilence(data_dir / "silence" / f"partition-{partition}",
+                                      shared=storage.budget().shared()
+                                      if settings.rocksdb_memory_mb else None))
         return session
 
     def publish_lessons(partitions: Iterable[int] | None = None) -> bool:

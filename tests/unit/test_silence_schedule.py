@@ -119,3 +119,18 @@ def test_the_clock_fires_silences_among_its_other_timers_in_one_order(tmp_path):
         assert clock.cancel("c2", silence_ms=2_000) == 1
         assert clock.advance(10_000) == []
         silences.close()
+
+
+def test_a_schedule_on_disk_charges_the_memory_budget_it_is_given(tmp_path):
+    # the worker hands every partition's schedule its one RocksDB budget (worker/storage.py):
+    # the schedule's memtables count in that cache, not beside it
+    from stream_app.worker.storage import Budget
+
+    budget = Budget(8)
+    cache, manager = budget.shared()
+    schedule = RocksSilence(tmp_path / "p0", shared=(cache, manager))
+    for i in range(2_000):
+        schedule.move(f"c{i:06d}", None, 1_000 + i)
+    assert manager.get_usage() > 0 and cache.get_usage() >= manager.get_usage()
+    assert [cid for _, cid in schedule.fire(1_002)] == ["c000000", "c000001", "c000002"]
+    schedule.close()
