@@ -8,7 +8,11 @@ processed a record and before, while or after it committed it. One test per kind
 - the local RocksDB store ran ahead of the changelog, so a worker restarted from the changelog
   alone (a new machine, a rebalance) disagreed with the one that had kept its disk;
 - a redelivered request that got ``no_action`` (it leaves no open decision behind) was decided
-  a second time."""
+  a second time.
+
+And one for the expiry that writes no state of its own (``partition/state.py``): wherever the
+worker dies around the batch that settles a decision as ignored, the decision has one delta
+and its customer learns it once (the partition's settled-through mark is what carries it)."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import pytest
 from stream_app.core.catalogue import offer_key
 from stream_app.core.customer import CustomerState
 from stream_app.core.delta import outcome_rows
+from stream_app.partition.keys import partition_of
 from stream_app.partition.session import TABLES
 from stream_app.tools.chaos import local_rows, read_topic
 from stream_app.failpoints import POINTS
@@ -126,6 +131,55 @@ def test_a_redelivered_no_action_request_is_decided_once(engine, decided, monkey
         records[m["request_id"]] += 1
     assert len(ids[nothing["request_id"]]) == 1  # one decision
     assert records[nothing["request_id"]] == 1  # sent once (read_committed)
+
+
+SHORT_WINDOW = {**ONE_OFFER, "version": "crash-v2", "use_cases": [
+    {**ONE_OFFER["use_cases"][0], "attribution_window_s": 2}]}
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_lapsed_decision_has_its_delta_once_wherever_the_worker_dies(
+        engine, monkeypatch, make_request, point) -> None:
+    # an expiry writes no state of its own (partition/state.py): its delta, its lesson and the
+    # partition's settled-through mark are what the transaction holds
+    engine.publish_config(SHORT_WINDOW)
+    decided = engine.decide(make_request(customer=CUSTOMER, ts=_now()))
+    engine.stop()
+    time.sleep(2.5)  # its window is over in wall time
+    # another customer of its partition interacts: event time moves past the window, the
+    # timer fires in that batch
+    n = engine.settings.partitions
+    mover = next(c for c in (f"c-mover-{i}" for i in range(100))
+                 if partition_of(c, n) == partition_of(CUSTOMER, n))
+    touch = {"event_id": f"ev-{uuid.uuid4().hex}", "customer_id": mover, "ts": _now(),
+             "type": "login"}
+    monkeypatch.setenv("STREAM_APP_FAIL_AT", f"{point}:interactions")
+    engine.start()
+    engine.send("interactions", mover, touch)
+    try:
+        engine.process.wait(60)
+    except Exception:
+        raise AssertionError(f"the worker did not reach {point}") from None
+    engine.process = None
+    monkeypatch.delenv("STREAM_APP_FAIL_AT")
+
+    def ignored(ms: list[dict]) -> list[dict]:
+        rows = [r for m in ms for r in (outcome_rows(m) if m.get("kind") == "outcomes" else [m])]
+        return [r for r in rows if r.get("decision_id") == decided["decision_id"]]
+
+    engine.start()
+    engine.collect("delta-metrics", lambda ms: bool(ignored(ms)))
+    # the customer read and written again: the lapse is in their stored state, once
+    engine.decide(make_request(customer=CUSTOMER, ts=_now()))
+    engine.stop()
+    assert [r["outcome_type"] for r in ignored(_topic(engine, "delta-metrics"))] == ["ignored"]
+    changelog = _changelog(engine, "customers")
+    state = CustomerState.decode(changelog[CUSTOMER.encode()], CUSTOMER)
+    succ, fail = state.arms.evidence(np.array([offer_key("cashback")], np.uint32), 0, None)
+    assert (succ[0], fail[0]) == (0.0, 1.0)  # the ignored offer learned once
+    assert state.decision(decided["decision_id"]) is None or \
+        state.decision(decided["decision_id"]).settled_by == "timer"
+    assert _local(engine, "customers") == _live(changelog)
 
 
 def _now() -> int:
