@@ -12,8 +12,9 @@ reads the worker's three input topics and, for every message, writes what the wo
 
 It decodes every input (orjson: any engine must) and does nothing else: no state, no tables, no
 decision logic. The fan-out defaults are the worker's own, measured (the bench report's
-``traffic`` section, ``docs/benchmarks/engine/engine-flat2.md``). Offsets are committed once a second after everything
-produced is acknowledged, as the worker does (at least once).
+``traffic`` section, ``docs/benchmarks/engine/engine-flat-learner-apart.md``). Offsets are
+committed once a second after everything produced is acknowledged, as the worker does (at
+least once).
 
 Two consumers: ``librdkafka`` (confluent-kafka: a batch of records per call, fetched on
 librdkafka's threads) and ``faust`` (faust-streaming's aiokafka consumer and agents, as the worker
@@ -49,17 +50,18 @@ class Fanout:
     """Records written per input record.
 
     Defaults are the engine's own, from the traffic section of the 100,000-customer flat-out
-    bench (docs/benchmarks/engine/engine-flat2.md): 2.93 side records per request in all
-    (customers changelog 2.47, scores 0.23, arms changelog 0.15, delta metrics 0.08), split here
-    as 2 per request, 1 per interaction (0.5 per request) and 3 per outcome (0.3 per request) =
-    2.8; side records average ~580 B (a customer value is ~600 B); a decision is ~1.95 KB.
+    bench (docs/benchmarks/engine/engine-flat-learner-apart.md): 2.04 side records per request
+    in all (customers changelog 1.68, scores 0.26, learning 0.06, delta metrics 0.04), split
+    here as 1 per request, 2 per interaction (1.0 per request) and 1 per outcome (0.1 per
+    request) = 2.1; side records average ~580 B (a customer value is ~585 B); a decision is
+    ~1.85 KB.
     """
 
-    per_request: int = 2
-    per_interaction: int = 1
-    per_outcome: int = 3
+    per_request: int = 1
+    per_interaction: int = 2
+    per_outcome: int = 1
     record_bytes: int = 580
-    decision_bytes: int = 1950
+    decision_bytes: int = 1850
 
     def __post_init__(self) -> None:
         if min(self.per_request, self.per_interaction, self.per_outcome) < 0:
