@@ -121,6 +121,10 @@ class Learned:
     pending: PendingDecision  # settled
     records: tuple[dict[str, Any], ...]  # `delta-metrics` records (outcome, drift)
 
+    def settled_customer(self) -> CustomerState:
+        """The customer after it: their arms as learned, the decision kept, settled."""
+        return self.customer.replace(arms=self.evidence.customer).with_decision(self.pending)
+
 
 @dataclass(frozen=True, slots=True)
 class Observed:
@@ -496,10 +500,8 @@ class Decider:
         """The customer's side of ``expire`` alone (their arms and profile, the decision settled
         as ignored), teaching nothing: a decision whose expiry was taught and published
         already, applied to a stored state that does not hold it yet."""
-        learned = self._apply(Evidence(customer.arms, None, None), customer, ignored(pending),
-                              pending.expires_at_ms, 0.0, fleet, teach=False)
-        return learned.customer.replace(arms=learned.evidence.customer).with_decision(
-            learned.pending)
+        return self._apply(Evidence(customer.arms, None, None), customer, ignored(pending),
+                           pending.expires_at_ms, 0.0, fleet, teach=False).settled_customer()
 
     def _apply(self, evidence: Evidence, customer: CustomerState, fb: Feedback, now_ms: int,
                value: float, fleet: FleetView, teach: bool = True) -> Learned:

@@ -90,9 +90,9 @@ class ExpiryQueue:
         fired: list[tuple[int, str]] = []
         heap, due = self._heap, self._due
         while heap and heap[0][0] <= self._watermark:
-            timer = heapq.heappop(heap)
-            if due.get(timer[1]) == timer[0]:  # else cancelled or moved: a stale entry
-                del due[timer[1]]
+            at, decision_id = timer = heapq.heappop(heap)
+            if due.get(decision_id) == at:  # else cancelled or moved: a stale entry
+                del due[decision_id]
                 fired.append(timer)
         return fired
 

@@ -549,12 +549,11 @@ class PartitionSession:
         """Store what an outcome or an expired window taught (``hold``: a lapse, held rather
         than written: ``partition/state.py``), keep the decision (settled), publish the
         deltas."""
-        p = learned.pending
-        customer = learned.customer.replace(arms=learned.evidence.customer).with_decision(p)
+        cid, customer = learned.pending.customer_id, learned.settled_customer()
         if hold:
-            self._state.hold(p.customer_id, customer, self._horizon_ms)
+            self._state.hold(cid, customer, self._horizon_ms)
         else:
-            self._put(p.customer_id, customer)
+            self._put(cid, customer)
         for rec in learned.records:
             if rec.get("kind") == "outcome":
                 clock.rollups.add(rec)

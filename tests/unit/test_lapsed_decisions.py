@@ -94,7 +94,7 @@ def test_an_expiry_publishes_its_delta_writes_nothing_and_a_read_settles_it(deci
     pending = before.decision(made["decision_id"])
     learned = decider.expire(a._evidence(before, pending.segment), before, pending, a.view)
     eager = learned.customer.replace(arms=learned.evidence.customer).with_decision(
-        learned.pending)
+        learned.pending)  # written out: what Learned.settled_customer must give
     assert live.encode() == eager.encode()
 
 
