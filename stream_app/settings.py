@@ -16,6 +16,7 @@ from typing import Mapping
 from stream_app.failpoints import Failpoint
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HEARTBEAT_INTERVAL_S = 1.0  # a worker's consumer tells its group it is alive this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,10 @@ class Settings:
     # an open transaction of a worker that died is aborted by the broker after this long (at
     # once when a worker with the same transactional id starts)
     transaction_timeout_ms: int = 10_000
+    # a worker that dies without leaving its consumer group (killed, its host lost) keeps its
+    # partitions this long before the group gives them to the others (heartbeats every second;
+    # the broker's group.min.session.timeout.ms is the floor)
+    session_timeout_s: float = 10.0
     # names the worker's transactional id (<app id>-<worker id>); default: a hash of the host
     # name and the data directory, stable across restarts of the same worker
     worker_id: str = ""
@@ -168,6 +173,8 @@ class Settings:
                                              s.commit_interval_ms)),
             transaction_timeout_ms=int(env.get("STREAM_APP_TRANSACTION_TIMEOUT_MS",
                                                s.transaction_timeout_ms)),
+            session_timeout_s=float(env.get("STREAM_APP_SESSION_TIMEOUT_S",
+                                            s.session_timeout_s)),
             worker_id=env.get("STREAM_APP_WORKER_ID", s.worker_id),
             fail_at=env.get("STREAM_APP_FAIL_AT", s.fail_at),
             rocksdb_memory_mb=int(env.get("STREAM_APP_ROCKSDB_MEMORY_MB", s.rocksdb_memory_mb)),
@@ -198,6 +205,10 @@ class Settings:
                              "(STREAM_APP_ROCKSDB_MEMORY_MB > 0): it reads the transactional "
                              "changelogs back")
         Failpoint.parse(self.fail_at)  # a readable error for a wrong one
+        if self.session_timeout_s < 3 * HEARTBEAT_INTERVAL_S:
+            raise ValueError("STREAM_APP_SESSION_TIMEOUT_S must be at least "
+                             f"{3 * HEARTBEAT_INTERVAL_S:g} (three heartbeats), not "
+                             f"{self.session_timeout_s:g}")
         if self.commit_interval_ms <= 0:
             raise ValueError(f"STREAM_APP_COMMIT_INTERVAL_MS must be > 0, not "
                              f"{self.commit_interval_ms}")

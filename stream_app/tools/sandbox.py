@@ -108,10 +108,14 @@ class Sandbox:
                 "STREAM_APP_PARTITIONS": str(s.partitions), "STREAM_APP_DATA_DIR": str(s.data_dir),
                 "STREAM_APP_MAX_MESSAGE_BYTES": str(s.max_message_bytes),
                 "STREAM_APP_SEED": str(s.seed), "STREAM_APP_LEARNER": "embedded",
-                "STREAM_APP_SNAPSHOT_INTERVAL_S": str(REPLAY_SNAPSHOT_INTERVAL_S)}
+                "STREAM_APP_SNAPSHOT_INTERVAL_S": str(REPLAY_SNAPSHOT_INTERVAL_S),
+                "STREAM_APP_COMMIT_INTERVAL_MS": str(REPLAY_COMMIT_INTERVAL_MS)}
 
 
 REPLAY_SNAPSHOT_INTERVAL_S = 10 * 365 * 86400.0  # no snapshot while a replay runs
+# the lockstep feeder waits for the worker's committed output at every switch of input topic on
+# a partition, so a replay's wall time is mostly commit intervals: commit often
+REPLAY_COMMIT_INTERVAL_MS = 10.0
 
 
 class GuardedProducer:

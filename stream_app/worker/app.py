@@ -40,7 +40,7 @@ from stream_app.partition.silence import RocksSilence
 from stream_app.policies import beta_max
 from stream_app.pseudonym import Pseudonyms
 from stream_app.schemas import Contract
-from stream_app.settings import Settings
+from stream_app.settings import HEARTBEAT_INTERVAL_S, Settings
 from stream_app.worker import collector, faust_patches, memory, storage
 from stream_app.worker.config_feed import ConfigFeed
 from stream_app.worker.output import Output
@@ -102,8 +102,8 @@ def build_app(settings: Settings, role: str = "worker") -> faust.App:
         # no standby replicas: a partition that becomes active is caught up from its changelog
         # by worker/restore.py, not by a standby's record-by-record reading
         table_standby_replicas=0,
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
         broker_rebalance_timeout=20.0,
     )
 

@@ -15,7 +15,7 @@ def test_light_models_give_the_same_decisions_as_the_worker_suite():
     for name in ("engine_best", "engine_segment_arms", "engine_segment_arms_propensity"):
         traces = []
         for light in (True, False):
-            sim, _ = simulation(7, n_customers=150, days=2.0, drift_days=())
+            sim, _ = simulation(7, n_customers=120, days=1.0, drift_days=())
             agent = make_agent(name, sim, seed=7, light=light)
             traces.append(run(sim, agent, seed=7))
         light, full = traces
