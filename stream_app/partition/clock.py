@@ -202,6 +202,11 @@ class PartitionClock:
         profile now and before: ``None`` where it has none)."""
         self.silences.move(customer_id, previous_ms, due_ms)
 
+    def schedule_silences(self, entries: list[tuple[str, int]]) -> None:
+        """Set the silence timers of customers that have none, ``(customer id, due_ms)``,
+        together (a rebuild from the profiles)."""
+        self.silences.add(entries)
+
     def resume(self, ts: int) -> None:
         """The clock starts on a partition whose state holds decisions up to event time ``ts``:
         rule 4 counts the wall time since the start from there, until a record is read."""

@@ -332,6 +332,7 @@ class PartitionSession:
         latest = through  # the latest event time the state holds: where event time resumes
         reopen = self.view.budget.reopen
         silence_due = self.view.suite.silence_due_ms
+        silences: list[tuple[str, int]] = []  # written to the schedule a chunk at a time
         for n, (key, raw) in enumerate(self.store.items("customers"), 1):
             if key == SETTLED_KEY:
                 continue
@@ -344,11 +345,15 @@ class PartitionSession:
                         continue  # lapsed: settled when the customer is read
                     clock.schedule(pending)
                     reopen(pending)  # an open offer counts against its budget
-                clock.schedule_silence(cid, silence_due(profile))
+                if (due := silence_due(profile)) is not None:
+                    silences.append((cid, due))
             except ValueError:  # CustomerCodecError, or a value without its customer id
                 unreadable += 1  # written by an incompatible version: never joined again
             if n % chunk == 0:
+                clock.schedule_silences(silences)
+                silences.clear()
                 yield
+        clock.schedule_silences(silences)
         for key, raw in self.store.items("enrolments"):
             try:
                 for e in Enrolments.decode(raw).open():

@@ -64,6 +64,10 @@ class SilenceSchedule(Protocol):
         """The customer's silence, due at ``previous_ms``, is now due at ``due_ms`` (``None``:
         none before, none now)."""
 
+    def add(self, entries: list[tuple[str, int]]) -> None:
+        """Add ``(customer id, due_ms)`` entries of customers that have none yet, together (a
+        rebuild's chunk)."""
+
     def cancel(self, customer_id: str, due_ms: int) -> bool:
         """Remove the customer's silence due at ``due_ms``; whether it was there."""
 
@@ -102,6 +106,10 @@ class MemorySilence:
                 heapq.heappush(self._heap, entry)
                 if len(self._heap) > 2 * len(live) + 64:
                     self._heap = sorted(live)
+
+    def add(self, entries: list[tuple[str, int]]) -> None:
+        for customer_id, due_ms in entries:
+            self.move(customer_id, None, due_ms)
 
     def cancel(self, customer_id: str, due_ms: int) -> bool:
         entry = (due_ms, customer_id)
@@ -201,6 +209,16 @@ class RocksSilence:
         if due_ms is not None:
             db.put(_key(due_ms, customer_id), b"")
             self._floor = min(self._floor, due_ms)
+
+    def add(self, entries: list[tuple[str, int]]) -> None:
+        db = self._database()
+        if db is None or not entries:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for customer_id, due_ms in entries:
+            batch.put(_key(due_ms, customer_id), b"")
+        db.write(batch)
+        self._floor = min(self._floor, min(due for _, due in entries))
 
     def cancel(self, customer_id: str, due_ms: int) -> bool:
         db = self._database()

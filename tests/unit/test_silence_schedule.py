@@ -21,6 +21,7 @@ dues = st.integers(-3, 12) | st.integers(-(2**62), 2**62)
 ops = st.lists(st.one_of(
     st.tuples(st.just("move"), customers, st.none() | dues, st.none() | dues),
     st.tuples(st.just("cancel"), customers, dues),
+    st.tuples(st.just("add"), st.lists(st.tuples(customers, dues), max_size=4)),
     st.tuples(st.just("fire"), dues),
     st.tuples(st.just("clear")),
 ), max_size=60)
@@ -34,6 +35,9 @@ def expected(model: set[tuple[int, str]], op: tuple) -> object:
             model.discard((previous, cid))
             if due is not None:
                 model.add((due, cid))
+        return None
+    if op[0] == "add":
+        model.update((due, cid) for cid, due in op[1])
         return None
     if op[0] == "cancel":
         entry = (op[2], op[1])
@@ -51,6 +55,8 @@ def expected(model: set[tuple[int, str]], op: tuple) -> object:
 def apply(schedule, op: tuple) -> object:
     if op[0] == "move":
         return schedule.move(op[1], op[2], op[3])
+    if op[0] == "add":
+        return schedule.add(op[1])
     if op[0] == "cancel":
         return schedule.cancel(op[1], op[2])
     if op[0] == "fire":
