@@ -57,6 +57,7 @@ from stream_app.core.population import PopulationState
 from stream_app.fleet.lessons import encode_profile
 from stream_app.fleet.view import FleetView
 from stream_app.core.priors import HierarchicalPrior
+from stream_app.core.rounding import rounded
 from stream_app.core.router import Router
 from stream_app.experiments import Assignment, Experiment, assign, parse_experiments
 from stream_app.models import customer_scores, mark_emitted, should_emit
@@ -316,31 +317,37 @@ class Decider:
             return Decided(_no_action(base, "control", reason, {"*": [reason]}), None, customer)
 
         idx, arrays, reasons = self._candidate_indices(uc, request)
-        keep = np.ones(len(idx), bool)
-        if "offer" in treatment:
-            keep &= np.array([cfg.offer_ids[i] == treatment["offer"] for i in idx], bool)
-        if "framing" in treatment:
-            keep &= np.array([cfg.offers[i].framing == treatment["framing"] for i in idx], bool)
-        for j in np.flatnonzero(~keep):
-            reasons.setdefault(cfg.offer_ids[idx[j]], []).append(
-                f"experiment: not in arm {base['experiment']['arm']}")
+        keep = None  # the experiment arm's restriction of the candidates, if any
+        if "offer" in treatment or "framing" in treatment:
+            keep = np.ones(len(idx), bool)
+            if "offer" in treatment:
+                keep &= np.array([cfg.offer_ids[i] == treatment["offer"] for i in idx], bool)
+            if "framing" in treatment:
+                keep &= np.array([cfg.offers[i].framing == treatment["framing"] for i in idx],
+                                 bool)
+            for j in np.flatnonzero(~keep):
+                reasons.setdefault(cfg.offer_ids[idx[j]], []).append(
+                    f"experiment: not in arm {base['experiment']['arm']}")
         history = customer.history
         rules = self.rules[uc.id]
         if history.capacity != rules.history_capacity:
             history = history.resized(rules.history_capacity)
         facts = self.facts(customer, segment, now, stage=self._reads_stage[uc.id])
         eligibility = evaluate(rules, RequestContext.of(request, facts), arrays, history, now,
-                               fleet.budget.gate(cfg, now))
+                               fleet.budget.gate(cfg, now) if cfg.budgets else None)
         for oid, why in eligibility.reasons.items():
             reasons.setdefault(oid, []).extend(why)
-        keep &= eligibility.eligible
-        idx = idx[keep]
+        eligible = eligibility.eligible if keep is None else keep & eligibility.eligible
+        idx = idx[eligible]
         if len(idx) == 0:
             return Decided(_no_action(base, policy_name, because, reasons), None, customer)
 
         keys = cfg.offer_keys[idx]
         hl = uc.half_life_s
         all_own = evidence.customer.evidence(cfg.offer_keys, now, hl)  # whole catalogue, read once
+        # a customer with no outcome yet has no evidence of their own (all_own is zeros): their
+        # pulls and scarcity affinity are 0, as the sums over it would give
+        has_own = len(evidence.customer) > 0
         own = (all_own[0][idx], all_own[1][idx])
         prior = self._priors[uc.id]
         hl_pooled = self._pooled_half_life(uc.id, hl, now, fleet)  # shorter after a drift alarm
@@ -363,8 +370,8 @@ class Decider:
             linear = fleet.linear_for(uc.id, layout.dim, half_life_s=hl_pooled)
         inp = PolicyInput(
             alpha=alpha, beta=beta, values=cfg.offer_values[idx], urgent=cfg.offer_urgent[idx],
-            features=features, pulls=float(own[0].sum() + own[1].sum()),
-            scarcity_affinity=scarcity_affinity(*all_own, cfg.offer_urgent),
+            features=features, pulls=float(own[0].sum() + own[1].sum()) if has_own else 0.0,
+            scarcity_affinity=scarcity_affinity(*all_own, cfg.offer_urgent) if has_own else 0.0,
             offer_keys=keys, linear=linear, now_ms=now,
         )
         rng = np.random.default_rng(seed)
@@ -379,13 +386,15 @@ class Decider:
         chosen = int(idx[index])
         mean = alpha / (alpha + beta)
         shadow = {c.label: self._probability(c, inp, index, seed) for c in challengers}
-        order = np.argsort(-scores, kind="stable").tolist()
-        ids, score_of = [cfg.offer_ids[i] for i in idx.tolist()], np.asarray(scores, float).tolist()
-        expected = (mean * cfg.offer_values[idx]).tolist()
+        order = np.argsort(-scores, kind="stable")  # the ranking, best first
+        k = len(order)  # its scores and expected values, rounded in one pass
+        figures = rounded(np.concatenate((np.asarray(scores, float)[order],
+                                          (mean * cfg.offer_values[idx])[order])))
         decision = {
             **base, "action": "offer", "offer_id": cfg.offer_ids[chosen],
-            "ranked": [{"offer_id": ids[j], "score": round(score_of[j], 6),
-                        "expected_value": round(expected[j], 6)} for j in order],
+            "ranked": [{"offer_id": cfg.offer_ids[i], "score": score, "expected_value": expected}
+                       for i, score, expected in zip(idx[order].tolist(), figures[:k],
+                                                     figures[k:])],
             "propensity": propensity, "propensity_se": round(se, 6),
             "predicted": float(mean[index]), "policy": policy_name, "routed_because": because,
             "explore": explore, "rule_reasons": reasons, "shadow": shadow or None,

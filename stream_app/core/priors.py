@@ -103,9 +103,10 @@ class HierarchicalPrior:
         ``propensity``: the model's ``(p, maturity)`` per offer, read when
         ``propensity_strength > 0``."""
         k = len(customer[0])
-        none = (np.zeros(k), np.zeros(k))
-        segment = none if segment is None else segment
-        population = none if population is None else population
+        if segment is None or population is None:
+            none = (np.zeros(k), np.zeros(k))
+            segment = none if segment is None else segment
+            population = none if population is None else population
         for evidence in (customer, segment, population):
             _check_aligned(evidence, k)
         mu_s = self.segment_mean(segment, population)

@@ -89,8 +89,10 @@ def argmax_ties(scores: np.ndarray, rng: np.random.Generator) -> tuple[int, floa
 
 
 def is_explore(greedy: np.ndarray, index: int) -> bool:
-    """True when ``index`` is not among the best by the greedy (posterior-mean) score."""
-    return bool(index not in tied_best(greedy))
+    """True when ``index`` is not among the best by the greedy (posterior-mean) score (the
+    test of ``tied_best`` for one position)."""
+    best = greedy.max()
+    return not bool(greedy[index] >= best - TIE_RTOL * abs(best))
 
 
 def deterministic_choice(

@@ -50,7 +50,7 @@ class ThompsonSampling:
     def choose(self, inp: PolicyInput, rng: np.random.Generator) -> Choice:
         if self.propensity_draws is None and not self.value_weighted:
             scores = rng.beta(inp.alpha, inp.beta)
-            index = int(np.argmax(scores))
+            index = int(scores.argmax())
             p = max(float(win_probabilities(inp.alpha, inp.beta)[index]), MIN_PROPENSITY)
             return Choice(index=index, scores=scores, propensity=min(p, 1.0),
                           explore=is_explore(inp.mean(), index))

@@ -10,7 +10,8 @@ Order of the checks (all are applied): channel availability, consent, use-case e
 offer eligibility, validity dates, fatigue caps and cool-down, quiet hours, same offer twice,
 budget. The budget rule is asked of a ``BudgetCheck`` (the partition's reading of the fleet's
 budgets, ``fleet/budgets.py``: an offer is out when its budget is spent or when this
-partition's share of it is taken).
+partition's share of it is taken); without one (a configuration with no budgets) and without
+``rules.inventory``, no offer is checked for a budget.
 
 >>> from stream_app.core.catalogue import Offer
 >>> from stream_app.rules.config import parse_rules
@@ -108,36 +109,42 @@ def evaluate(
             reasons.setdefault(offers.ids[i], []).append(reason)
         eligible[mask] = False
 
-    everyone = np.ones(n, bool)
+    def remove_all(reason: str) -> None:
+        for oid in offers.ids:
+            reasons.setdefault(oid, []).append(reason)
+        eligible[:] = False
+
     ctx = request_ctx
-    remove(~offers.offered_on(ctx.channel), f"channel: not offered on {ctx.channel}")
+    if ctx.channel not in offers.everywhere:
+        remove(~offers.offered_on(ctx.channel), f"channel: not offered on {ctx.channel}")
     missing_consent = consent_given(rules, ctx)
     if missing_consent:
-        remove(everyone, missing_consent)
-    facts = ctx.facts()
-    for cond in rules.eligibility:
-        if not cond.holds(facts):
-            remove(everyone, f"eligibility: {cond.describe()}")
-    if rules.offer_eligibility:
-        for i, oid in enumerate(offers.ids):
+        remove_all(missing_consent)
+    if rules.eligibility or rules.offer_eligibility:
+        facts = ctx.facts()
+        for cond in rules.eligibility:
+            if not cond.holds(facts):
+                remove_all(f"eligibility: {cond.describe()}")
+        for i, oid in enumerate(offers.ids if rules.offer_eligibility else ()):
             for cond in rules.offer_eligibility.get(oid, ()):
                 if not cond.holds(facts):
                     remove(np.arange(n) == i, f"eligibility: {cond.describe()}")
-    if rules.check_validity:
+    if rules.check_validity and offers.dated:
         remove(now_ms < offers.valid_from_ms, "validity: not yet valid")
         remove(now_ms >= offers.valid_to_ms, "validity: expired")
     for reason in channel_blocks(rules, ctx.channel, history, now_ms):
-        remove(everyone, reason)
+        remove_all(reason)
     tz = ctx.timezone or ctx.profile.get("timezone")
     quiet = quiet_hours_block(rules, ctx.channel, tz, now_ms)
     if quiet:
-        remove(everyone, quiet)
-    hours = f"{rules.same_offer_s / 3600:g}h"
+        remove_all(quiet)
     shown = same_offer_blocked(rules, offers.keys, history, now_ms)
-    remove(shown, f"fatigue: same offer within {hours}")
-    for i, reason in enumerate(_budget(rules, offers, budgets)):
-        if reason:
-            remove(np.arange(n) == i, reason)
+    if shown.any():
+        remove(shown, f"fatigue: same offer within {rules.same_offer_s / 3600:g}h")
+    if budgets is not None or rules.inventory_all or rules.inventory_offers:
+        for i, reason in enumerate(_budget(rules, offers, budgets)):
+            if reason:
+                remove(np.arange(n) == i, reason)
     return Eligibility(offers.ids, eligible, reasons)
 
 

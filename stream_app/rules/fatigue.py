@@ -63,9 +63,11 @@ def same_offer_blocked(
     rules: RuleSet, keys: np.ndarray, history: ContactHistory, now_ms: int
 ) -> np.ndarray:
     """Bool mask over ``keys``: the offer was shown within ``same_offer_s`` (on any channel)."""
-    if rules.same_offer_s <= 0:
+    if rules.same_offer_s <= 0 or not len(history):
         return np.zeros(len(keys), bool)
     recent = history.since(now_ms - int(round(rules.same_offer_s * 1000)))["offer_key"]
+    if not len(recent):
+        return np.zeros(len(keys), bool)
     if len(keys) * len(recent) > 4096:
         return np.isin(keys, recent)
     return (np.asarray(keys)[:, None] == recent).any(axis=1)  # small: cheaper than isin's sort

@@ -86,9 +86,12 @@ class ContactHistory:
 
     def record(self, ts_ms: int, offer_key: int, channel: str | int) -> ContactHistory:
         """A new history with this contact added (late contacts land in time order)."""
-        row = np.array((int(ts_ms), int(offer_key), channel_code(channel)), CONTACT_DTYPE)
+        row = (int(ts_ms), int(offer_key), channel_code(channel))
         old = self.records
-        pos = int(np.searchsorted(old["ts_ms"], row["ts_ms"], side="right"))
+        if not len(old) or old["ts_ms"][-1] <= row[0]:  # the usual case: the latest contact
+            pos = len(old)
+        else:
+            pos = int(np.searchsorted(old["ts_ms"], row[0], side="right"))
         n = len(old) + 1
         start = max(n - self.capacity, 0)  # the oldest records that do not fit any more
         rec = np.empty(n - start, CONTACT_DTYPE)

@@ -39,6 +39,18 @@ class OfferArrays:
     valid_from_ms: np.ndarray  # int64, inclusive; int64 min when open
     valid_to_ms: np.ndarray  # int64, exclusive; int64 max when open
     values: np.ndarray  # float64 business value
+    # read by every request, so worked out once per set of offers: the channels every offer
+    # is offered on (the channel rule removes none there), and whether any offer has a
+    # validity window (else the validity rule has nothing to check)
+    everywhere: frozenset[str] = field(init=False)
+    dated: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        on_all = self.channels.all(axis=0).tolist()
+        object.__setattr__(self, "everywhere", frozenset(
+            c for c, every in zip(CHANNELS, on_all) if every))
+        object.__setattr__(self, "dated", bool((self.valid_from_ms != _NEVER).any() or
+                                               (self.valid_to_ms != _FOREVER).any()))
 
     @classmethod
     def of(cls, offers: Sequence[Offer]) -> OfferArrays:
