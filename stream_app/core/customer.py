@@ -46,7 +46,7 @@ outcome window and decisions start empty.
 >>> d = CustomerState.decode(c.encode(), customer_id="c-1")
 >>> d.profile == c.profile, d.history == c.history, d.decision("dc-1") == p
 (True, True, True)
->>> CustomerState.timers_of(c.encode(), "c-1") == ((p,), c.profile)
+>>> CustomerState.timers_of(c.encode(), "c-1") == ((p,), ProfileClocks.of(c.profile))
 True
 >>> d.recent_events.seen_before("ev-1"), CustomerState.empty().recent_events.seen_before("ev-1")
 (True, False)
@@ -69,7 +69,7 @@ from stream_app.core.dedup import DedupCodecError, DedupWindow
 from stream_app.core.feedback import PendingCodecError, PendingDecision
 from stream_app.experiments.enrolment import EMPTY as NO_ENROLMENTS
 from stream_app.experiments.enrolment import Enrolments
-from stream_app.profile import Profile, ProfileCodecError
+from stream_app.profile import Profile, ProfileClocks, ProfileCodecError
 from stream_app.rules.history import CONTACT_DTYPE, MAX_CAPACITY, ContactHistory
 
 __all__ = ["CustomerState", "CustomerCodecError", "OPTED_OUT", "RECENT_EVENTS", "SEEN_OUTCOMES"]
@@ -292,22 +292,33 @@ class CustomerState:
 
     @staticmethod
     def timers_of(data: bytes | None, customer_id: str
-                  ) -> tuple[tuple[PendingDecision, ...], Profile]:
-        """Only the pending decisions and the profile of a stored value, what a partition's
-        timers are rebuilt from (a start-up scan of every customer): the arms, the history and
-        the id windows are not read. A value written before version 3 is read whole (it holds
-        no decisions).
+                  ) -> tuple[tuple[PendingDecision, ...], ProfileClocks]:
+        """Only the pending decisions and the profile's clocks of a stored value, what a
+        partition's timers are rebuilt from (a start-up scan of every customer): the arms, the
+        history, the id windows and the rest of the profile are not read. A value written
+        before version 3 is read whole (it holds no decisions).
 
-        >>> CustomerState.timers_of(CustomerState.empty().encode(), "c-1")[0]
-        ()
+        >>> CustomerState.timers_of(CustomerState.empty().encode(), "c-1")
+        ((), ProfileClocks(n_events=0, first_seen_ms=0, last_event_ms=0, churn_labelled_ms=0))
         """
         if not data or data[0] in (1, 2):
             state = CustomerState.decode(data, customer_id)
-            return state.decisions, state.profile
+            return state.decisions, ProfileClocks.of(state.profile)
         data = bytes(data)
         _, _, n = read_header(data, _HEADER, _VERSION, CustomerCodecError, "customer state")
         decisions, pos = _unpack_decisions(data, n, customer_id)
-        return decisions, _read_profile(data, pos)[0]
+        try:
+            (size,) = _U2.unpack_from(data, pos)
+            profile = data[pos + 2:pos + 2 + size]
+            if not size:
+                raise CustomerCodecError("customer state has no profile")
+            if len(profile) != size:
+                raise CustomerCodecError("customer state is cut short")
+            return decisions, ProfileClocks.decode(profile)
+        except struct.error:
+            raise CustomerCodecError("customer state is cut short") from None
+        except ProfileCodecError as exc:
+            raise CustomerCodecError(f"customer state: {exc}") from None
 
 
 def _read_profile(data: bytes, pos: int) -> tuple[Profile, int]:

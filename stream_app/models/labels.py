@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 
-from stream_app.profile import MAX_AMOUNT, Profile
+from stream_app.profile import MAX_AMOUNT, Profile, ProfileClocks
 from stream_app.profile.transitions import transaction_amount
 
 __all__ = ["capacity_target", "churn_checkpoints", "from_capacity_target", "silence_final_ms"]
@@ -74,7 +74,8 @@ def churn_checkpoints(
     return [(b, next_event_ms - b > horizon_ms) for b in points], final
 
 
-def silence_final_ms(profile: Profile, horizon_ms: int, period_ms: int) -> int | None:
+def silence_final_ms(profile: Profile | ProfileClocks, horizon_ms: int, period_ms: int
+                     ) -> int | None:
     """When the labels of the checkpoints after the last interaction are all final if the
     customer stays silent (``churn_checkpoints(profile, None, now)`` labels them all from then
     on), or ``None`` when there is none left to label."""

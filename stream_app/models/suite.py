@@ -60,6 +60,7 @@ from stream_app.profile import (
     DEFAULT_CONFIG,
     MAX_SEGMENTS,
     Profile,
+    ProfileClocks,
     ProfileConfig,
     apply_interaction,
     apply_outcome,
@@ -301,7 +302,7 @@ class ModelSuite:
         events = self.learn_interaction(profile, event)  # validates the event first
         return self.profile_after(profile, event), events
 
-    def silence_due_ms(self, profile: Profile) -> int | None:
+    def silence_due_ms(self, profile: Profile | ProfileClocks) -> int | None:
         """When a customer silent since their last interaction becomes churn labels
         (``labels.silence_final_ms``): a partition's silence timer; ``None``: nothing to label."""
         c = self.config

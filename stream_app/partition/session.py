@@ -337,7 +337,7 @@ class PartitionSession:
             if key == SETTLED_KEY:
                 continue
             try:
-                decisions, profile = CustomerState.timers_of(raw, cid := key.decode())
+                decisions, clocks = CustomerState.timers_of(raw, cid := key.decode())
                 for pending in decisions:
                     if latest is None or pending.decided_at_ms > latest:
                         latest = pending.decided_at_ms
@@ -345,7 +345,7 @@ class PartitionSession:
                         continue  # lapsed: settled when the customer is read
                     clock.schedule(pending)
                     reopen(pending)  # an open offer counts against its budget
-                if (due := silence_due(profile)) is not None:
+                if (due := silence_due(clocks)) is not None:
                     silences.append((cid, due))
             except ValueError:  # CustomerCodecError, or a value without its customer id
                 unreadable += 1  # written by an incompatible version: never joined again

@@ -29,7 +29,7 @@ from stream_app.profile.layout import (
     ProfileConfig,
 )
 from stream_app.profile.personality import SpendPersonality, spend_personality
-from stream_app.profile.state import PROFILE_BYTES, Profile, ProfileCodecError
+from stream_app.profile.state import PROFILE_BYTES, Profile, ProfileClocks, ProfileCodecError
 from stream_app.profile.transitions import (
     MAX_AMOUNT,
     apply_interaction,
@@ -50,7 +50,7 @@ __all__ = [
     "MAX_AMOUNT",
     "MAX_SEGMENTS",
     "PROFILE_BYTES",
-    "Profile",
+    "Profile", "ProfileClocks",
     "ProfileCodecError",
     "ProfileConfig",
     "SpendPersonality",

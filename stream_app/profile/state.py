@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import numpy as np
 
 from stream_app.profile.layout import OFFER_SLOTS, VECTOR_LEN
 
-__all__ = ["OFFER_DTYPE", "PROFILE_BYTES", "Profile", "ProfileCodecError"]
+__all__ = ["OFFER_DTYPE", "PROFILE_BYTES", "Profile", "ProfileClocks", "ProfileCodecError"]
 
 OFFER_DTYPE = np.dtype([("key", "<u4"), ("shown", "<f4"), ("responded", "<f4"), ("at", "<i8")])
 _HEADER = struct.Struct("<BbbbIqqqqqq")
@@ -102,12 +103,8 @@ class Profile:
         """The profile stored in ``data``; an empty profile for ``None`` or ``b""``."""
         if not data:
             return cls.empty()
-        if len(data) < 1 or data[0] != _VERSION:
-            raise ProfileCodecError(f"unknown profile version {data[0] if data else None}")
-        if len(data) != PROFILE_BYTES:
-            raise ProfileCodecError(f"profile is {len(data)} bytes, expected {PROFILE_BYTES}")
         (_, segment, em_seg, em_dom, n, first, last, clock, last_tx, last_emit, churn) = (
-            _HEADER.unpack_from(data)
+            _header(data)
         )
         at = _HEADER.size
         vec = np.frombuffer(data, "<f4", VECTOR_LEN, at).astype(np.float32)
@@ -115,6 +112,45 @@ class Profile:
         return cls(
             vec, offers, n, first, last, clock, last_tx, segment, last_emit, em_seg, em_dom, churn
         )
+
+
+def _header(data: bytes) -> tuple:
+    """The header fields of stored profile bytes, once their version and size are checked."""
+    if data[0] != _VERSION:
+        raise ProfileCodecError(f"unknown profile version {data[0]}")
+    if len(data) != PROFILE_BYTES:
+        raise ProfileCodecError(f"profile is {len(data)} bytes, expected {PROFILE_BYTES}")
+    return _HEADER.unpack_from(data)
+
+
+class ProfileClocks(NamedTuple):
+    """The event times of a profile that its churn-silence timer is computed from
+    (``models.labels.silence_final_ms``), read from stored bytes without the vector and the
+    offer records: a partition reads them for every customer when it rebuilds its timers.
+
+    >>> p = Profile.empty().replace(n_events=2, first_seen_ms=5, last_event_ms=9)
+    >>> ProfileClocks.decode(p.encode()) == ProfileClocks.of(p) == (2, 5, 9, 0)
+    True
+    """
+
+    n_events: int
+    first_seen_ms: int
+    last_event_ms: int
+    churn_labelled_ms: int
+
+    @classmethod
+    def of(cls, profile: Profile) -> ProfileClocks:
+        return cls(profile.n_events, profile.first_seen_ms, profile.last_event_ms,
+                   profile.churn_labelled_ms)
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> ProfileClocks:
+        """The clocks of the profile stored in ``data`` (checked as ``Profile.decode`` checks
+        it); those of an empty profile for ``None`` or ``b""``."""
+        if not data:
+            return cls(0, 0, 0, 0)
+        (_, _, _, _, n, first, last, _, _, _, churn) = _header(data)
+        return cls(n, first, last, churn)
 
 
 _FIELDS = tuple(f.name for f in fields(Profile))

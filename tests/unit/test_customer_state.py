@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from stream_app.core.customer import RECENT_EVENTS, CustomerCodecError, CustomerState
-from stream_app.profile import apply_interaction
+from stream_app.profile import ProfileClocks, apply_interaction
 
 
 def _customer(events: int = 3) -> CustomerState:
@@ -131,7 +131,7 @@ def test_every_part_of_the_state_round_trips_and_decisions_read_alone(c):
     assert d == c
     assert (d.arms, d.history, d.seen_outcomes, d.decisions) == (
         c.arms, c.history, c.seen_outcomes, c.decisions)
-    assert CustomerState.timers_of(data, CID) == (d.decisions, d.profile)
+    assert CustomerState.timers_of(data, CID) == (d.decisions, ProfileClocks.of(d.profile))
     assert d.encode() == data
 
 
@@ -162,7 +162,7 @@ def test_a_version_2_value_reads_with_empty_arms_outcomes_and_decisions():
         c.profile, c.history, c.flags, c.recent_events)
     assert len(d.arms) == 0 and len(d.seen_outcomes) == 0 and d.decisions == ()
     assert d.seen_outcomes.capacity == SEEN_OUTCOMES
-    assert CustomerState.timers_of(v2, CID) == ((), d.profile)
+    assert CustomerState.timers_of(v2, CID) == ((), ProfileClocks.of(d.profile))
     assert CustomerState.decode(d.encode())  == d  # rewritten as version 3
 
 
