@@ -68,7 +68,7 @@ True
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import numpy as np
@@ -149,6 +149,15 @@ class PendingDecision:
     @property
     def offer_key(self) -> int:
         return offer_key(self.offer_id)
+
+    def settled(self, by: str, at_ms: int) -> PendingDecision:
+        """A copy settled ``by`` (an outcome type, or ``TIMER``) at ``at_ms`` (one constructor
+        call, no ``dataclasses.replace``: every outcome and expiry settles one)."""
+        return PendingDecision(
+            self.decision_id, self.customer_id, self.offer_id, self.use_case, self.policy,
+            self.segment, self.predicted, self.propensity, self.decided_at_ms,
+            self.expires_at_ms, self.experiment_arm, self.best_predicted, self.channel, by, at_ms,
+            self.experiments, self.shadow, self.features)
 
     @classmethod
     def from_decision(
@@ -376,7 +385,7 @@ def resolve(pending: PendingDecision, outcome: Mapping[str, Any]) -> Feedback:
         timer = ignored(pending)
         late = _record(timer.pending, ts, reward, value, kind, late=True)
         return Feedback(timer.pending, (*timer.records, _with_id(late, outcome)), timer.reward)
-    settled = replace(pending, settled_by=kind, settled_at_ms=ts)
+    settled = pending.settled(kind, ts)
     record = _with_id(_record(pending, ts, reward, value, kind), outcome)
     return Feedback(settled, (record,), reward)
 
@@ -389,7 +398,7 @@ def ignored(pending: PendingDecision) -> Feedback:
     """
     if pending.is_settled:
         return Feedback(pending, (), None)
-    settled = replace(pending, settled_by=TIMER, settled_at_ms=pending.expires_at_ms)
+    settled = pending.settled(TIMER, pending.expires_at_ms)
     record = _record(pending, pending.expires_at_ms, 0.0, 0.0, "ignored", timer=True)
     return Feedback(settled, (record,), 0.0)
 

@@ -44,6 +44,8 @@ GAP_EWMA_ALPHA = 0.2  # weight of the newest inter-event gap in the EWMA
 _DISCOUNT_KEYS = ("discount", "promo", "coupon", "voucher")
 _SLOW = SLOTS["slow"].start
 _HABIT_AT = {name: _SLOW + i for i, name in enumerate(HABIT)}
+# where an unused offer record sorts when the least recently touched one is sought: first
+_UNUSED_FIRST = np.iinfo(np.int64).min
 
 
 def tod_bucket(ts_ms: int) -> int:
@@ -198,7 +200,7 @@ def apply_outcome(
     if len(hits):
         i = int(hits[0])
     else:
-        i = int(np.argmin(np.where(used, offers["at"], np.iinfo(np.int64).min)))
+        i = int(np.argmin(np.where(used, offers["at"], _UNUSED_FIRST)))
         offers[i] = (key, 0.0, 0.0, ts)
     hl = cfg.half_life_s * 1000.0
     at = int(offers["at"][i])

@@ -222,3 +222,15 @@ def test_cut_or_flipped_packed_bytes_raise_the_codec_error_only(p, data):
         PendingDecision.unpack_from(flipped, 0, "c-1")
     except PendingCodecError:
         pass
+
+
+def test_a_settled_copy_changes_only_how_and_when_it_was_settled():
+    # every field set to a value of its own: a field added to PendingDecision and not carried
+    # over by ``settled`` (it calls the constructor positionally) makes this fail
+    from dataclasses import fields, replace
+
+    p = pending(experiments=[["e1", "A"]], shadow={"ucb": 0.25}, features=[0.5, 1.5])
+    assert len(fields(p)) == 18, "a field was added: carry it over in PendingDecision.settled"
+    assert all(getattr(p, f.name) is not None for f in fields(p)
+               if f.name not in ("settled_by", "settled_at_ms"))
+    assert p.settled(TIMER, 70_000) == replace(p, settled_by=TIMER, settled_at_ms=70_000)
