@@ -23,8 +23,6 @@ from stream_app.worker.process import spawn_worker, stop_worker
 
 pytestmark = pytest.mark.integration
 
-KILLED_WORKER_SESSION_S = 4.0  # the workers' group session: how long a killed one holds on
-
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory):
@@ -67,8 +65,6 @@ class Engine:
             "STREAM_APP_MAX_MESSAGE_BYTES": str(self.settings.max_message_bytes),
             "STREAM_APP_SNAPSHOT_INTERVAL_S": str(self.settings.snapshot_interval_s),
             "STREAM_APP_LEARNER": self.settings.learner,
-            # a killed worker's partitions move on sooner: the crash tests restart after kills
-            "STREAM_APP_SESSION_TIMEOUT_S": str(KILLED_WORKER_SESSION_S),
         }
 
     def start(self) -> None:

@@ -44,6 +44,13 @@ ONE_OFFER = {
 CUSTOMER = "c-crash"
 
 
+@pytest.fixture(autouse=True)
+def short_session(monkeypatch) -> None:
+    """One worker, restarted after each kill: the group gives the killed one's partitions to
+    the restarted one after 6 s (the broker's usual floor) instead of the default 10 s."""
+    monkeypatch.setenv("STREAM_APP_SESSION_TIMEOUT_S", "6")
+
+
 @pytest.fixture
 def decided(engine, make_request) -> dict:
     """A committed offer to the customer, from a worker then stopped cleanly."""
