@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, Collection
+from typing import Any, Callable, Collection
 
 import numpy as np
 
@@ -307,28 +307,21 @@ class CustomerState:
         data = bytes(data)
         _, _, n = read_header(data, _HEADER, _VERSION, CustomerCodecError, "customer state")
         decisions, pos = _unpack_decisions(data, n, customer_id)
-        try:
-            (size,) = _U2.unpack_from(data, pos)
-            profile = data[pos + 2:pos + 2 + size]
-            if not size:
-                raise CustomerCodecError("customer state has no profile")
-            if len(profile) != size:
-                raise CustomerCodecError("customer state is cut short")
-            return decisions, ProfileClocks.decode(profile)
-        except struct.error:
-            raise CustomerCodecError("customer state is cut short") from None
-        except ProfileCodecError as exc:
-            raise CustomerCodecError(f"customer state: {exc}") from None
+        return decisions, _read_profile(data, pos, ProfileClocks.decode)[0]
 
 
-def _read_profile(data: bytes, pos: int) -> tuple[Profile, int]:
-    """The profile stored at ``pos`` (after the decisions), and the position after it."""
+def _read_profile(data: bytes, pos: int, decode: Callable[[bytes], Any] = Profile.decode
+                  ) -> tuple[Any, int]:
+    """The profile stored at ``pos`` (after the decisions), read by ``decode`` (whole, or
+    ``ProfileClocks.decode``), and the position after it."""
     try:
         (size,) = _U2.unpack_from(data, pos)
         pos += 2
         if not size:
             raise CustomerCodecError("customer state has no profile")
-        return Profile.decode(data[pos:pos + size]), pos + size
+        if pos + size > len(data):
+            raise CustomerCodecError("customer state is cut short")
+        return decode(data[pos:pos + size]), pos + size
     except struct.error:
         raise CustomerCodecError("customer state is cut short") from None
     except ProfileCodecError as exc:

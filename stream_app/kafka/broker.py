@@ -230,7 +230,7 @@ class LocalBroker:
                     "share.coordinator.state.topic.replication.factor=1",
                     "share.coordinator.state.topic.min.isr=1",
                     "group.initial.rebalance.delay.ms=0",
-                    "group.min.session.timeout.ms=3000",  # down to STREAM_APP_SESSION_TIMEOUT_S's floor
+                    "group.min.session.timeout.ms=3000",  # STREAM_APP_SESSION_TIMEOUT_S's floor
                     "log.segment.bytes=67108864",
                     "log.retention.hours=168",
                     "",
